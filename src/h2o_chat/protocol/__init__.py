@@ -1,0 +1,25 @@
+"""The H2o chat protocol as pure functions and objects: no sockets, no asyncio.
+
+Prompt text, request payloads, parameter validation, typed stream events, and the
+incremental stream parser and encoder shared by the client and the server.
+"""
+
+from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
+from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
+from h2o_chat.protocol.prompt import SEED_INSTRUCTION, flatten_messages, validate_messages
+from h2o_chat.protocol.stream import StreamParser, encode_error, encode_event
+
+__all__ = [
+    "DEFAULT_PARAMETERS",
+    "SEED_INSTRUCTION",
+    "Details",
+    "ErrorEvent",
+    "StreamParser",
+    "StreamResponse",
+    "Token",
+    "encode_error",
+    "encode_event",
+    "flatten_messages",
+    "validate_messages",
+    "validate_parameters",
+]
