@@ -4,10 +4,10 @@ Prompt text, request payloads, parameter validation, typed stream events, and th
 incremental stream parser and encoder shared by the client and the server.
 """
 
-from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
 from h2o_chat.protocol.prompt import SEED_INSTRUCTION, flatten_messages, validate_messages
 from h2o_chat.protocol.stream import StreamParser, encode_error, encode_event
+from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
 
 __all__ = [
     "DEFAULT_PARAMETERS",

@@ -57,4 +57,9 @@ def completion_body(
     inputs: str, parameters: Mapping[str, Any], options: Mapping[str, Any]
 ) -> dict[str, Any]:
     """``POST /conversation/{id}``, keys in the seed's order."""
-    return {"inputs": inputs, "parameters": dict(parameters), "stream": True, "options": dict(options)}
+    return {
+        "inputs": inputs,
+        "parameters": dict(parameters),
+        "stream": True,
+        "options": dict(options),
+    }

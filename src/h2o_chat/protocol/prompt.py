@@ -46,7 +46,7 @@ def validate_messages(messages: Iterable[Message]) -> list[dict[str, str]]:
 
 
 def flatten_messages(messages: Iterable[Message]) -> str:
-    """The seed's stateless prompt: its instruction, one ``role: content`` line each, ``assistant:``."""
+    """The seed's stateless prompt: instruction, a ``role: content`` line each, ``assistant:``."""
     lines = [SEED_INSTRUCTION]
     lines.extend(f"{m['role']}: {m['content']}\n" for m in validate_messages(messages))
     lines.append("assistant:")

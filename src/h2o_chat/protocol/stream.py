@@ -52,10 +52,9 @@ class StreamParser:
                 raise MalformedStreamError(f"stream line over {self.max_line_bytes} bytes")
             if line.startswith(b"data:"):
                 data.append(line[5:])
-            elif line == b"" or line == b"\r":
-                if data:
-                    events.append(parse_event(b"\n".join(data)))
-                    data.clear()
+            elif data and (line == b"" or line == b"\r"):
+                events.append(parse_event(b"\n".join(data)))
+                data.clear()
             # ':' comments and other fields (event:, id:, retry:) carry nothing for us
         return events
 

@@ -1,0 +1,280 @@
+"""What the sync and async clients share: configuration, request building, retries.
+
+Every exchange is written once, as a *flow*: a generator that yields the actions it needs
+(:class:`Send` a request, :class:`Sleep`) and is sent back their outcomes (a response or an
+:class:`~h2o_chat.errors.H2oError`). The clients only perform the actions, with blocking or
+awaiting I/O; no protocol or retry logic lives in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from h2o_chat import errors
+from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol import payloads
+from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
+from h2o_chat.protocol.prompt import flatten_messages
+from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES
+from h2o_chat.protocol.types import ModelInfo
+
+log = logging.getLogger("h2o_chat")
+
+T = TypeVar("T")
+HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
+
+USER_AGENT = "h2o-chat/0.1"
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(slots=True, frozen=True)
+class Send:
+    """Send ``request``; with ``stream`` the body is left unread on success."""
+
+    request: httpx.Request
+    stream: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Sleep:
+    """Wait before the next attempt."""
+
+    seconds: float
+
+
+Action = Send | Sleep
+Outcome = httpx.Response | errors.H2oError | None
+Flow = Generator[Action, Outcome, T]
+
+
+@dataclass(slots=True, frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, for failures before any token was delivered."""
+
+    max_retries: int = 2
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, error: errors.H2oError) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``, or None to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        retryable = isinstance(error, errors.ConnectError | errors.TimeoutError) or (
+            isinstance(error, errors.HTTPStatusError) and error.status_code in RETRYABLE_STATUS
+        )
+        if not retryable:
+            return None
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+
+
+def chat_inputs(messages: Any) -> str:
+    """The seed's stateless request: the whole message list flattened into one prompt."""
+    return flatten_messages(messages)
+
+
+def merge_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's defaults overridden by ``parameters``, validated before any I/O."""
+    return validate_parameters({**DEFAULT_PARAMETERS, **parameters})
+
+
+def check_text(text: Any) -> str:
+    """A message must be a non-empty string."""
+    if not isinstance(text, str) or not text.strip():
+        raise errors.InvalidRequestError("the message must be a non-empty string")
+    return text
+
+
+def check_model(model: Any) -> str:
+    """A model name must be a non-empty string."""
+    if not isinstance(model, str) or not model.strip():
+        raise errors.UnknownModelError(f"model must be a non-empty string, not {model!r}")
+    return model
+
+
+class ConversationState:
+    """A conversation that lives on the server: its model, system prompt, id and history.
+
+    The id is None until the first turn creates the conversation on the server.
+    """
+
+    def __init__(self, model_id: str, system: str | None = None, id: str | None = None) -> None:
+        self.model_id = model_id
+        self.system = system
+        self.id = id
+        self.messages: list[dict[str, str]] = []
+
+    def turn(
+        self, text: str, options: Mapping[str, Any] | None, parameters: Mapping[str, Any]
+    ) -> Turn:
+        """Validate one message to send; nothing touches the network."""
+        options = dict(options or {})
+        unknown = options.keys() - {"id", "response_id"}
+        if unknown:
+            raise errors.InvalidRequestError(
+                f"unknown options {sorted(unknown)}; known: id, response_id"
+            )
+        options = payloads.new_options(**options)
+        return Turn(self, check_text(text), merge_parameters(parameters), options)
+
+    def record(self, text: str, receiver: StreamReceiver) -> None:
+        """Keep the finished exchange in the local history."""
+        self.messages.append({"role": "user", "content": text})
+        self.messages.append({"role": "assistant", "content": receiver.completion().text})
+
+
+@dataclass(slots=True)
+class Turn:
+    """One validated message for a conversation, with its parameters and options."""
+
+    conversation: ConversationState
+    inputs: str
+    parameters: dict[str, Any]
+    options: dict[str, Any]
+
+
+class BaseClient(Generic[HttpClient]):
+    """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`."""
+
+    _http: HttpClient
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = 60.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        proxy: str | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        if max_retries < 0:
+            raise errors.InvalidRequestError("max_retries must be >= 0")
+        self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
+            "/"
+        )
+        self.retry = RetryPolicy(max_retries=max_retries)
+        self.max_line_bytes = max_line_bytes
+        self._http_options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "timeout": httpx.Timeout(timeout, connect=connect_timeout),
+            "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
+            "proxy": proxy,
+            "verify": verify,
+        }
+        self._has_session = False
+
+    def _receiver(self) -> StreamReceiver:
+        return StreamReceiver(max_line_bytes=self.max_line_bytes)
+
+    def _build(self, method: str, path: str, **kwargs: Any) -> httpx.Request:
+        return self._http.build_request(method, path, **kwargs)
+
+    def _request(self, request: httpx.Request, *, stream: bool = False) -> Flow[httpx.Response]:
+        """Send ``request`` until it succeeds or the retry policy gives up."""
+        attempt = 0
+        while True:
+            outcome = yield Send(request, stream)
+            if isinstance(outcome, httpx.Response):
+                if outcome.is_success:
+                    return outcome
+                error: errors.H2oError = errors.from_response(outcome)
+            else:
+                assert outcome is not None
+                error = outcome
+            delay = self.retry.delay(attempt, error)
+            if delay is None:
+                raise error
+            attempt += 1
+            log.info(
+                "retry %d/%d of %s %s in %.2fs: %s",
+                attempt,
+                self.retry.max_retries,
+                request.method,
+                request.url.path,
+                delay,
+                error.message,
+            )
+            yield Sleep(delay)
+
+    def _session_flow(self, model_id: str) -> Flow[None]:
+        """The cookie and welcome-settings bootstrap, once per client."""
+        yield from self._request(self._build("GET", "/"))
+        form = payloads.settings_form(model_id)
+        referer = {"referer": self.base_url + "/", "origin": self.base_url}
+        try:
+            yield from self._request(self._build("POST", "/settings", data=form, headers=referer))
+        except errors.BadRequestError as exc:
+            raise errors.UnknownModelError(exc.message) from exc
+        self._has_session = True
+        log.debug("session ready at %s", self.base_url)
+
+    def _conversation_flow(self, model_id: str, preprompt: str | None) -> Flow[str]:
+        body = payloads.conversation_body(model_id, preprompt)
+        try:
+            response = yield from self._request(self._build("POST", "/conversation", json=body))
+        except errors.BadRequestError as exc:
+            raise errors.UnknownModelError(exc.message) from exc
+        try:
+            conversation_id = response.json()["conversationId"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.MalformedStreamError(
+                f"bad /conversation answer: {response.text[:200]!r}"
+            ) from exc
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise errors.MalformedStreamError(f"bad conversationId {conversation_id!r}")
+        return conversation_id
+
+    def _turn_flow(self, turn: Turn, receiver: StreamReceiver) -> Flow[httpx.Response]:
+        """Create the conversation if it is new, then open the answer stream."""
+        if turn.conversation.id is None:
+            model, preprompt = turn.conversation.model_id, turn.conversation.system
+            turn.conversation.id = yield from self._conversation_flow(model, preprompt)
+        receiver.conversation_id = turn.conversation.id
+        body = payloads.completion_body(turn.inputs, turn.parameters, turn.options)
+        request = self._build("POST", f"/conversation/{turn.conversation.id}", json=body)
+        return (yield from self._request(request, stream=True))
+
+    def _stateless_turn(
+        self,
+        model: str,
+        messages: Any,
+        options: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any],
+    ) -> Turn:
+        """The seed's request: a new conversation holding the flattened message list."""
+        state = ConversationState(payloads.resolve_model(check_model(model)))
+        return state.turn(chat_inputs(messages), options, parameters)
+
+    def _stop_flow(self, conversation_id: str) -> Flow[None]:
+        yield from self._request(
+            self._build("POST", f"/conversation/{conversation_id}/stop-generating")
+        )
+
+    def _delete_flow(self, conversation_id: str) -> Flow[None]:
+        yield from self._request(self._build("DELETE", f"/conversation/{conversation_id}"))
+
+    def _models_flow(self) -> Flow[list[ModelInfo]]:
+        response = yield from self._request(self._build("GET", "/api/models"))
+        try:
+            return [
+                ModelInfo(
+                    m["id"], m["backend"], int(m["context_length"]), tuple(m.get("aliases", ()))
+                )
+                for m in response.json()
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.MalformedStreamError(
+                f"bad /api/models answer: {response.text[:200]!r}"
+            ) from exc

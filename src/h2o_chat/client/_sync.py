@@ -1,0 +1,190 @@
+"""The blocking client: performs the shared flows with ``httpx.Client``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from h2o_chat import errors
+from h2o_chat.client._base import (
+    Action,
+    BaseClient,
+    ConversationState,
+    Flow,
+    Outcome,
+    Send,
+    T,
+    Turn,
+)
+from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol import payloads
+from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
+
+
+class Client(BaseClient[httpx.Client]):
+    """A client of an H2o/chat-ui server, with one connection pool and one session.
+
+    >>> with Client("http://127.0.0.1:8000") as client:  # doctest: +SKIP
+    ...     for event in client.chat_stream("falcon-7b", [{"role": "user", "content": "Hi"}]):
+    ...         print(event.token.text, end="")
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, **options)
+        self._http = httpx.Client(**self._http_options, transport=transport)
+        self._session_lock = threading.Lock()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def chat(
+        self,
+        model: str,
+        messages: Any,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Any,
+    ) -> Completion:
+        """The seed's stateless request, answered whole."""
+        return self._complete(self._stateless_turn(model, messages, options, parameters))
+
+    def chat_stream(
+        self,
+        model: str,
+        messages: Any,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Any,
+    ) -> Iterator[StreamResponse]:
+        """The seed's stateless request, answered event by event."""
+        turn = self._stateless_turn(model, messages, options, parameters)
+        return self._stream(turn, self._receiver())
+
+    def conversation(
+        self, model: str, *, system: str | None = None, id: str | None = None
+    ) -> Conversation:
+        """A conversation that lives on the server (``id`` resumes an existing one)."""
+        return Conversation(self, payloads.resolve_model(model), system, id)
+
+    def models(self) -> list[ModelInfo]:
+        """The models the server serves (this project's ``GET /api/models``)."""
+        return self._run(self._models_flow())
+
+    def _complete(self, turn: Turn) -> Completion:
+        receiver = self._receiver()
+        for _ in self._stream(turn, receiver):
+            pass
+        return receiver.completion()
+
+    def _stream(self, turn: Turn, receiver: StreamReceiver) -> Iterator[StreamResponse]:
+        self._ensure_session(turn.conversation.model_id)
+        response = self._run(self._turn_flow(turn, receiver))
+        try:
+            for chunk in response.iter_bytes():
+                yield from receiver.feed(chunk)
+        except httpx.TransportError as exc:
+            if receiver.final is None:
+                raise receiver.transport_error(exc) from exc
+        finally:
+            response.close()
+        yield from receiver.finish()
+        turn.conversation.record(turn.inputs, receiver)
+
+    def _ensure_session(self, model_id: str) -> None:
+        if self._has_session:
+            return
+        with self._session_lock:
+            if not self._has_session:
+                self._run(self._session_flow(model_id))
+
+    def _run(self, flow: Flow[T]) -> T:
+        outcome: Outcome = None
+        while True:
+            try:
+                action = flow.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            outcome = self._perform(action)
+
+    def _perform(self, action: Action) -> Outcome:
+        if not isinstance(action, Send):
+            time.sleep(action.seconds)
+            return None
+        try:
+            response = self._http.send(action.request, stream=action.stream)
+            if action.stream and not response.is_success:
+                try:
+                    response.read()
+                finally:
+                    response.close()
+        except httpx.TransportError as exc:
+            return errors.from_transport(exc)
+        return response
+
+
+class Conversation:
+    """A conversation on the server: each turn sends only the new message."""
+
+    def __init__(
+        self, client: Client, model_id: str, system: str | None = None, id: str | None = None
+    ) -> None:
+        self._client = client
+        self.state = ConversationState(model_id, system, id)
+
+    @property
+    def id(self) -> str | None:
+        """The server's conversation id, once the first turn created it."""
+        return self.state.id
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The exchanges completed through this object, oldest first."""
+        return self.state.messages
+
+    def send(
+        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+    ) -> Completion:
+        """Send ``text`` and return the whole answer."""
+        return self._client._complete(self.state.turn(text, options, parameters))
+
+    def stream(
+        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+    ) -> Iterator[StreamResponse]:
+        """Send ``text`` and yield the answer event by event."""
+        turn = self.state.turn(text, options, parameters)
+        return self._client._stream(turn, self._client._receiver())
+
+    def stop(self) -> None:
+        """Ask the server to stop the answer being generated."""
+        if self.state.id is not None:
+            self._client._run(self._client._stop_flow(self.state.id))
+
+    def delete(self) -> None:
+        """Delete the conversation on the server."""
+        if self.state.id is not None:
+            self._client._run(self._client._delete_flow(self.state.id))
+            self.state.id = None
