@@ -56,7 +56,7 @@ def _tokens(events: Any) -> Generator[str, None, None]:
     ended = False
     for event in events:  # read to the end, so the connection goes back to the pool
         token = event.token
-        if ended or token.special and token.text != END_OF_TEXT:
+        if ended or (token.special and token.text != END_OF_TEXT):
             continue
         if token.text == END_OF_TEXT:
             ended = True
