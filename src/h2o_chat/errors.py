@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from typing import Any
 
 import httpx
 
@@ -90,7 +91,14 @@ class GenerationError(StreamError):
 
 
 class MalformedStreamError(StreamError):
-    """The stream held bytes that are not the TGI event format."""
+    """The stream held bytes that are not the TGI event format.
+
+    ``events`` are the well-formed events the same chunk held before the bad bytes.
+    """
+
+    def __init__(self, message: str, *, partial_text: str = "") -> None:
+        super().__init__(message, partial_text=partial_text)
+        self.events: list[Any] = []
 
 
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {

@@ -36,7 +36,7 @@ def _client_for(base_url: str) -> Client:
 
 
 def _create_completion(
-    model: str, messages: list, stream: bool, **kwargs: Any
+    model: str, messages: list[dict[str, str]], stream: bool, **kwargs: Any
 ) -> Generator[str, None, None]:
     """Yield the answer's text tokens (``stream=True``) or the whole answer once.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -33,29 +33,38 @@ class StreamReceiver:
         """The answer text received so far (special tokens left out)."""
         return "".join(self._parts)
 
-    def feed(self, chunk: bytes) -> list[StreamResponse]:
-        """The events that ``chunk`` completes; an error event raises :class:`GenerationError`."""
-        try:
-            events = self._parser.feed(chunk)
-        except errors.MalformedStreamError as exc:
-            exc.partial_text = self.text
-            raise
-        return self._accept(events)
+    def feed(self, chunk: bytes) -> Iterator[StreamResponse]:
+        """Yield the events that ``chunk`` completes, then raise for what went wrong in it.
 
-    def finish(self) -> list[StreamResponse]:
-        """End of the body: the last pending event; raise if the answer never completed."""
-        events = self._accept(self._parser.close())
+        An error event raises :class:`GenerationError`, bad bytes :class:`MalformedStreamError`;
+        either way after the good events before it, and carrying the text so far.
+        """
+        return self._parsed(self._parser.feed, chunk)
+
+    def finish(self) -> Iterator[StreamResponse]:
+        """End of the body: yield the last pending event; raise if the answer never completed."""
+        yield from self._parsed(lambda _: self._parser.close(), b"")
         if self.final is None:
             raise errors.StreamClosedError(
                 "the stream ended before the final event", partial_text=self.text
             )
-        return events
 
     def transport_error(self, exc: httpx.TransportError) -> errors.TransportError:
         """The error for a connection that broke mid-stream, carrying the text so far."""
         return errors.from_transport(exc, partial_text=self.text)
 
-    def _accept(self, events: list[StreamResponse | ErrorEvent]) -> list[StreamResponse]:
+    def _parsed(
+        self, parse: Callable[[bytes], list[StreamResponse | ErrorEvent]], chunk: bytes
+    ) -> Iterator[StreamResponse]:
+        try:
+            events = parse(chunk)
+        except errors.MalformedStreamError as exc:
+            yield from self._accept(exc.events)
+            exc.partial_text = self.text
+            raise
+        yield from self._accept(events)
+
+    def _accept(self, events: list[StreamResponse | ErrorEvent]) -> Iterator[StreamResponse]:
         for event in events:
             if isinstance(event, ErrorEvent):
                 raise errors.GenerationError(
@@ -67,7 +76,7 @@ class StreamReceiver:
                 self._parts.append(token.text)
             if event.generated_text is not None:
                 self.final = event
-        return cast("list[StreamResponse]", events)  # every ErrorEvent raised above
+            yield event
 
     def completion(self) -> Completion:
         """The whole answer, once :meth:`finish` has returned."""

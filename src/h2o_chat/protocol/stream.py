@@ -47,15 +47,19 @@ class StreamParser:
             raise MalformedStreamError(f"stream line over {self.max_line_bytes} bytes")
         events: list[Event] = []
         data = self._data
-        for line in lines:
-            if len(line) > self.max_line_bytes:
-                raise MalformedStreamError(f"stream line over {self.max_line_bytes} bytes")
-            if line.startswith(b"data:"):
-                data.append(line[5:])
-            elif data and (line == b"" or line == b"\r"):
-                events.append(parse_event(b"\n".join(data)))
-                data.clear()
-            # ':' comments and other fields (event:, id:, retry:) carry nothing for us
+        try:
+            for line in lines:
+                if len(line) > self.max_line_bytes:
+                    raise MalformedStreamError(f"stream line over {self.max_line_bytes} bytes")
+                if line.startswith(b"data:"):
+                    data.append(line[5:])
+                elif data and (line == b"" or line == b"\r"):
+                    events.append(parse_event(b"\n".join(data)))
+                    data.clear()
+                # ':' comments and other fields (event:, id:, retry:) carry nothing for us
+        except MalformedStreamError as exc:
+            exc.events = events
+            raise
         return events
 
     def close(self) -> list[Event]:
