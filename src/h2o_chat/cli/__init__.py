@@ -3,24 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from h2o_chat.cli import serve
+    from h2o_chat.cli import ask, chat, models, serve
 
     parser = argparse.ArgumentParser(prog="h2o-chat", description=__doc__)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log requests and errors to stderr"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve.register(commands)
+    for module in (ask, chat, models, serve):
+        module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``h2o-chat`` script."""
+    """Entry point of the ``h2o-chat`` script: 0 ok, 1 error (one line on stderr), 130 Ctrl-C."""
+    from h2o_chat.cli._output import CLIError
+
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        result: int = args.handler(args)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, without a second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 

@@ -1,0 +1,136 @@
+"""Which server the commands talk to (``--url``, ``H2O_CHAT_URL`` or the embedded default),
+and what to tell the user, in one line, when talking to it fails."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from h2o_chat import errors
+from h2o_chat.cli._output import CLIError, Spinner, log
+from h2o_chat.client import Client
+from h2o_chat.protocol.types import ModelInfo
+
+URL_ENV = "H2O_CHAT_URL"
+
+
+def add_url_argument(parser: argparse.ArgumentParser) -> None:
+    """``--url``; without it and without ``H2O_CHAT_URL`` the built-in model runs in-process."""
+    parser.add_argument(
+        "--url",
+        help=f"server base URL (default: ${URL_ENV}, else the built-in model run locally)",
+    )
+
+
+@dataclass(slots=True)
+class Connection:
+    """A client of the server the command talks to, and where its URL came from."""
+
+    client: Client
+    url: str
+    source: str  # "--url", "H2O_CHAT_URL" or "embedded"
+
+    def models(self) -> list[ModelInfo]:
+        """The models the server serves."""
+        return self.client.models()
+
+    def default_model(self) -> str:
+        """The server's first model: what a command uses without ``--model``."""
+        served = self.models()
+        if not served:
+            raise CLIError(f"the server at {self.url} serves no models")
+        return served[0].id
+
+    def explain(self, exc: errors.H2oError) -> str:
+        """One line saying what went wrong and what to do about it."""
+        url, message = self.url, exc.message
+        if isinstance(exc, errors.ConnectError):
+            reason = re.sub(r"^cannot connect: (\[Errno -?\d+\] )?", "", message)
+            hint = {
+                "--url": "or drop --url to use the built-in model",
+                URL_ENV: f"or unset {URL_ENV} to use the built-in model",
+            }.get(self.source, "")
+            return (
+                f"cannot connect to {url}: {reason[:1].lower()}{reason[1:]}. "
+                f"Is the server running? Start one with 'h2o-chat serve' {hint}".rstrip()
+                + "."
+            )
+        if isinstance(exc, errors.UnknownModelError):
+            return self._unknown_model(message)
+        if isinstance(exc, errors.TimeoutError):
+            return f"{url} did not answer in time ({message}). Is it overloaded? Try again later."
+        if isinstance(exc, errors.RateLimitError):
+            wait = f" in {exc.retry_after:.0f}s" if exc.retry_after is not None else " later"
+            return f"{url} is rate limiting ({message}). Try again{wait}."
+        if isinstance(exc, errors.AuthenticationError):
+            return f"{url} refused the request ({message})."
+        if isinstance(exc, errors.NotFoundError):
+            return f"{message}. Is {url} an h2o-chat server?"
+        if isinstance(exc, errors.ServerError):
+            return f"the server at {url} failed ({message}). Its log says why."
+        if isinstance(exc, errors.GenerationError):
+            kind = f" ({exc.error_type})" if exc.error_type else ""
+            return f"the model failed while answering{kind}: {message}"
+        if isinstance(exc, errors.StreamError | errors.TransportError):
+            return f"the answer from {url} broke off: {message}. Try again."
+        return message
+
+    def _unknown_model(self, message: str) -> str:
+        try:
+            served = self.models()
+        except errors.H2oError:
+            return f"{message}. 'h2o-chat models' lists the models the server serves."
+        names = ", ".join(model.id for model in served) or "none"
+        return f"{message}. {url_of(self)} serves: {names}. Pick one with --model."
+
+
+def url_of(connection: Connection) -> str:
+    """How to name the server in a message."""
+    return "the built-in server" if connection.source == "embedded" else connection.url
+
+
+@contextlib.contextmanager
+def connect(url: str | None, *, timeout: float = 120.0) -> Iterator[Connection]:
+    """A connection to ``url``, ``$H2O_CHAT_URL`` or a server started in this process.
+
+    Any :class:`~h2o_chat.errors.H2oError` raised inside the block becomes a :class:`CLIError`
+    with :meth:`Connection.explain`'s message.
+    """
+    with contextlib.ExitStack() as stack:
+        if url:
+            source = "--url"
+        elif os.environ.get(URL_ENV):
+            url, source = os.environ[URL_ENV], URL_ENV
+        else:
+            url, source = stack.enter_context(_embedded_server()), "embedded"
+        client = stack.enter_context(Client(url, timeout=timeout, max_retries=0))
+        connection = Connection(client, url.rstrip("/"), source)
+        try:
+            yield connection
+        except errors.H2oError as exc:
+            log.debug("request failed", exc_info=True)
+            raise CLIError(connection.explain(exc)) from exc
+
+
+@contextlib.contextmanager
+def _embedded_server() -> Iterator[str]:
+    """The project's server with its built-in model, in a background thread on a free port."""
+    from h2o_chat.server.config import BUILTIN_MODEL_ID
+    from h2o_chat.server.embedded import start_in_thread
+
+    print(
+        f"h2o-chat: no --url given; running the built-in model {BUILTIN_MODEL_ID} locally",
+        file=sys.stderr,
+        flush=True,
+    )
+    with Spinner(f"loading {BUILTIN_MODEL_ID}…"):
+        server = start_in_thread()
+    try:
+        yield server.url
+    finally:
+        server.stop()
