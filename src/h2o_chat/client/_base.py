@@ -143,7 +143,14 @@ class Turn:
 
 
 class BaseClient(Generic[HttpClient]):
-    """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`."""
+    """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`.
+
+    Options: ``base_url`` (else ``H2O_CHAT_URL``, else the seed's URL); ``timeout``, the
+    longest silence allowed inside a stream (and for any read, write or pool wait);
+    ``connect_timeout``; ``max_retries`` for failures before the first token; extra
+    ``headers``; ``max_line_bytes``, the longest stream line accepted; ``proxy``; ``verify``
+    (TLS verification, on by default, or a CA bundle path); ``limits`` (connection pool).
+    """
 
     _http: HttpClient
 
@@ -158,6 +165,7 @@ class BaseClient(Generic[HttpClient]):
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         proxy: str | None = None,
         verify: bool | str = True,
+        limits: httpx.Limits | None = None,
     ) -> None:
         if max_retries < 0:
             raise errors.InvalidRequestError("max_retries must be >= 0")
@@ -172,6 +180,7 @@ class BaseClient(Generic[HttpClient]):
             "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
             "proxy": proxy,
             "verify": verify,
+            "limits": limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
         }
         self._has_session = False
 
