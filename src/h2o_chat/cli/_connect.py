@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from h2o_chat import errors
 from h2o_chat.cli._output import CLIError, Spinner, log
-from h2o_chat.client import Client
+from h2o_chat.client import Client, Conversation
 from h2o_chat.protocol.types import ModelInfo
 
 URL_ENV = "H2O_CHAT_URL"
@@ -34,17 +34,26 @@ class Connection:
     client: Client
     url: str
     source: str  # "--url", "H2O_CHAT_URL" or "embedded"
+    model: str | None = None  # the model of the latest conversation
 
     def models(self) -> list[ModelInfo]:
         """The models the server serves."""
         return self.client.models()
 
-    def default_model(self) -> str:
-        """The server's first model: what a command uses without ``--model``."""
-        served = self.models()
-        if not served:
-            raise CLIError(f"the server at {self.url} serves no models")
-        return served[0].id
+    def conversation(self, model: str | None, system: str | None = None) -> Conversation:
+        """A new server-side conversation with ``model`` (default: the server's first model)."""
+        if model is None:
+            served = self.models()
+            if not served:
+                raise CLIError(f"{self.name} serves no models")
+            model = served[0].id
+        self.model = model
+        return self.client.conversation(model, system=system)
+
+    @property
+    def name(self) -> str:
+        """How to name the server in a message."""
+        return "the built-in server" if self.source == "embedded" else self.url
 
     def explain(self, exc: errors.H2oError) -> str:
         """One line saying what went wrong and what to do about it."""
@@ -82,16 +91,10 @@ class Connection:
 
     def _unknown_model(self, message: str) -> str:
         try:
-            served = self.models()
+            served = ", ".join(model.id for model in self.models()) or "no models"
         except errors.H2oError:
             return f"{message}. 'h2o-chat models' lists the models the server serves."
-        names = ", ".join(model.id for model in served) or "none"
-        return f"{message}. {url_of(self)} serves: {names}. Pick one with --model."
-
-
-def url_of(connection: Connection) -> str:
-    """How to name the server in a message."""
-    return "the built-in server" if connection.source == "embedded" else connection.url
+        return f"unknown model {self.model!r}: {self.name} serves {served}. Pick one with --model."
 
 
 @contextlib.contextmanager

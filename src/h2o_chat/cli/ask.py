@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     text = read_prompt(args.prompt)
     params = parse_params(args.param)
     with connect(args.url) as connection:
-        model = args.model or connection.default_model()
-        conversation = connection.client.conversation(model, system=args.system)
+        conversation = connection.conversation(args.model, args.system)
         run_turn(conversation, text, params, json=args.json, stream=not args.no_stream)
     return 0

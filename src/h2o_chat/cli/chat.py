@@ -101,7 +101,7 @@ class Session:
     def __init__(
         self,
         connection: Connection,
-        model: str,
+        model: str | None,
         system: str | None,
         params: dict[str, Any],
         interactive: bool,
@@ -109,17 +109,15 @@ class Session:
         self.connection = connection
         self.params = params
         self.interactive = interactive
-        self.model = model
         self.system = system
-        self.conversation = connection.client.conversation(model, system=system)
+        self.conversation = connection.conversation(model, system)
 
     def new(self, *, model: str | None = None, system: str | None = None) -> None:
-        """Start a new conversation (keeping the model and system prompt unless given)."""
-        self.model = model or self.model
+        """Start a new conversation (keeping the model unless given)."""
         self.system = system
-        self.conversation = self.connection.client.conversation(self.model, system=system)
+        self.conversation = self.connection.conversation(model or self.connection.model, system)
         with_system = ", system prompt set" if system else ""
-        self.note(f"(new conversation with {self.model}{with_system})")
+        self.note(f"(new conversation with {self.connection.model}{with_system})")
 
     def note(self, text: str) -> None:
         """A message from the REPL itself, shown only to a person at a terminal."""
@@ -156,7 +154,7 @@ class Session:
         if name:
             self.error(f"model {name!r} is not served; the server serves: {names}")
         else:
-            print(f"model: {self.model}; served: {names}")
+            print(f"model: {self.connection.model}; served: {names}")
 
     def ask(self, text: str) -> None:
         """One turn; Ctrl-C stops the answer and returns to the prompt."""
@@ -177,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     interactive = sys.stdin.isatty()
     with connect(args.url) as connection:
-        model = args.model or connection.default_model()
-        session = Session(connection, model, args.system, params, interactive)
-        session.note(f"Chatting with {model}. /help for commands, Ctrl-D to quit.")
+        session = Session(connection, args.model, args.system, params, interactive)
+        session.note(f"Chatting with {connection.model}. /help for commands, Ctrl-D to quit.")
         lines = terminal_lines() if interactive else piped_lines()
         for line in lines:
             try:

@@ -277,10 +277,11 @@ async function restoreConversation() {
   try {
     const conversation = await (await request("GET", `/conversation/${id}`)).json();
     if (conversation.model) els.model.value = conversation.model;
+    els.system.value = conversation.preprompt || "";
     for (const message of conversation.messages || []) {
-      const role = (message.from || message.role) === "user" ? "user" : "assistant";
-      if ((message.from || message.role) === "system") continue;
-      addMessage(role, message.content);
+      if (message.role === "user" || message.role === "assistant") {
+        addMessage(message.role, message.content);
+      }
     }
     state.conversationId = id;
   } catch {
