@@ -1,0 +1,125 @@
+"""``h2o-chat serve``: run the H2o-compatible server (and its OpenAI front door)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from h2o_chat.server.config import (
+    BUILTIN_MODEL_ID,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PORT,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_UPSTREAM_TIMEOUT,
+    SOURCE_HELP,
+    ServerConfig,
+    default_db_path,
+    parse_alias,
+    parse_model_spec,
+)
+
+API_KEY_ENV = "H2O_CHAT_API_KEY"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+T = TypeVar("T")
+
+EPILOG = f"""\
+{SOURCE_HELP}
+
+With no --model, the builtin model is served as {BUILTIN_MODEL_ID}, with the seed's three
+H2o model ids (h2oai/h2ogpt-gm-...) as its aliases.
+
+examples:
+  h2o-chat serve
+  h2o-chat serve --model smol=builtin --model big=/models/qwen2.5-7b.Q4_K_M.gguf
+  h2o-chat serve --model qwen=http://127.0.0.1:8080/v1#qwen2.5-7b-instruct --alias q=qwen"""
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type that reports the parser's own message."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = commands.add_parser(
+        "serve",
+        help="run an H2o-compatible chat server",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
+    parser.add_argument(
+        "--model", metavar="ID=SOURCE", action="append", type=_argument(parse_model_spec),
+        help="serve SOURCE as model ID (repeatable; SOURCE forms below)",
+    )
+    parser.add_argument(
+        "--alias", metavar="NAME=ID", action="append", type=_argument(parse_alias),
+        help="another name for a served model (repeatable)",
+    )
+    parser.add_argument(
+        "--db", type=Path, default=None, metavar="PATH",
+        help=f"SQLite file of sessions and conversations (default {default_db_path()})",
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
+        help="requests that may wait for a busy model; more get 'overloaded' (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+        help="larger request bodies get 413 (%(default)s)",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get(API_KEY_ENV),
+        help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--upstream-timeout", type=float, default=DEFAULT_UPSTREAM_TIMEOUT, metavar="SECONDS",
+        help="read timeout for OpenAI-compatible upstreams (%(default)s)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit code 0 after a clean shutdown."""
+    from h2o_chat.server.runner import serve
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = ServerConfig(
+            models=tuple(args.model or ()),
+            aliases=dict(args.alias or ()),
+            db_path=args.db or default_db_path(),
+            host=args.host,
+            port=args.port,
+            queue_size=args.queue_size,
+            max_body_bytes=args.max_body_bytes,
+            api_key=args.api_key or None,
+            upstream_timeout=args.upstream_timeout,
+        )
+    except ValueError as exc:
+        print(f"h2o-chat serve: error: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(url: str) -> None:
+        print(f"h2o-chat serving {', '.join(config.model_ids)} on {url}", flush=True)
+
+    return serve(config, announce)

@@ -1,0 +1,85 @@
+"""The ASGI application: chat-ui's routes, the OpenAI front door, the gates and error answers."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from h2o_chat.errors import InvalidRequestError
+from h2o_chat.server import h2o_routes, openai_routes
+from h2o_chat.server.config import ServerConfig
+from h2o_chat.server.http import ApiError, JSONResponse, error_response
+from h2o_chat.server.middleware import BodyLimit, RefererCheck, SessionMiddleware
+from h2o_chat.server.runtime import Runtime
+
+logger = logging.getLogger("h2o_chat.server")
+
+
+def _error(request: Request, error: ApiError) -> Response:
+    """``{"error": message}``, or OpenAI's error object on ``/v1/`` routes."""
+    if request.url.path.startswith("/v1/"):
+        body = {"message": error.message, "type": error.error_type, "param": None,
+                "code": error.code}
+        return JSONResponse({"error": body}, status_code=error.status)
+    return error_response(error.status, error.message)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _error(request, exc)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    return _error(request, ApiError(400, str(exc)))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(request, ApiError(exc.status_code, exc.detail))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The app for ``config``; its lifespan opens storage and loads the models."""
+    runtime = Runtime(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = Starlette(
+        routes=[*h2o_routes.routes(), *openai_routes.routes()],
+        middleware=[
+            Middleware(SessionMiddleware),
+            Middleware(RefererCheck),
+            Middleware(BodyLimit, max_bytes=config.max_body_bytes),
+        ],
+        exception_handlers={
+            ApiError: _api_error,
+            InvalidRequestError: _invalid_request,
+            HTTPException: _http_exception,
+            Exception: _internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.index_html = (
+        importlib.resources.files("h2o_chat.server") / "static" / "index.html"
+    ).read_text(encoding="utf-8")
+    return app

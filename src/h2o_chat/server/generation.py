@@ -1,0 +1,181 @@
+"""From a backend's tokens to the protocol's events, with TGI's semantics.
+
+Stop sequences, ``max_new_tokens``, the final event (``generated_text``, ``details``, the
+``<|endoftext|>`` end token) and every failure as an :class:`ErrorEvent` live here once, for
+the H2o stream and the OpenAI front door alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from h2o_chat.errors import InvalidRequestError
+from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS
+from h2o_chat.protocol.types import (
+    END_OF_TEXT,
+    Details,
+    ErrorEvent,
+    FinishReason,
+    StreamResponse,
+    Token,
+)
+from h2o_chat.server.backends import (
+    Backend,
+    BackendError,
+    BackendToken,
+    ChatMessage,
+    GenerationRequest,
+    Job,
+)
+from h2o_chat.server.scheduler import ModelQueue, Overloaded
+
+logger = logging.getLogger("h2o_chat.server")
+
+END_TOKEN_ID = 0  # for an end token the backend did not name (an upstream's "stop")
+OVERLOADED_MESSAGE = "Model is overloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A generation as the protocol asked for it."""
+
+    request: GenerationRequest
+    stop: tuple[str, ...] = ()
+    details: bool = False
+    prefix: str = ""  # put before generated_text (return_full_text)
+
+
+def build_turn(
+    messages: Sequence[ChatMessage],
+    parameters: Mapping[str, Any],
+    context_length: int,
+    *,
+    prefix: str = "",
+) -> Turn:
+    """The turn for validated TGI ``parameters``; raises :class:`InvalidRequestError`.
+
+    As TGI does, sampling is on when ``do_sample`` is true, or when it is absent and a
+    warper (temperature, top_k, top_p, typical_p) is set; ``do_sample: false`` is greedy.
+    """
+    max_new_tokens = parameters.get(
+        "max_new_tokens", min(DEFAULT_PARAMETERS["max_new_tokens"], context_length)
+    )
+    truncate = parameters.get("truncate")
+    for name, value in (("max_new_tokens", max_new_tokens), ("truncate", truncate)):
+        if value is not None and value > context_length:
+            raise InvalidRequestError(
+                f"parameter {name!r} is {value}, over the model's context of {context_length}"
+            )
+    if parameters.get("best_of", 1) > 1:
+        raise InvalidRequestError("parameter 'best_of' above 1 is not supported")
+    temperature = parameters.get("temperature", 1.0)
+    warped = (
+        temperature != 1.0
+        or "top_k" in parameters
+        or parameters.get("top_p", 1.0) < 1.0
+        or parameters.get("typical_p", 1.0) < 1.0
+    )
+    sample = parameters.get("do_sample", warped)
+    seed = parameters.get("seed", secrets.randbelow(2**32)) if sample else None
+    request = GenerationRequest(
+        messages=tuple(messages),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature if sample else None,
+        top_k=parameters.get("top_k"),
+        top_p=parameters.get("top_p"),
+        typical_p=parameters.get("typical_p"),
+        repetition_penalty=parameters.get("repetition_penalty"),
+        truncate=truncate,
+        seed=seed,
+    )
+    return Turn(request, tuple(parameters.get("stop", ())), bool(parameters.get("details")), prefix)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a generation went: its text, token count, finish reason or error."""
+
+    text: str = ""  # the generated text, special tokens left out
+    generated_tokens: int = 0  # TGI's count: the end token included
+    finish_reason: FinishReason | None = None  # None: stopped early or failed
+    answer_end: int | None = None  # where a stop sequence begins in ``text``
+    error: ErrorEvent | None = None
+
+    @property
+    def answer(self) -> str:
+        """The text to keep: up to the stop sequence, if one matched."""
+        return self.text[: self.answer_end]
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens of the answer, without the end token."""
+        return self.generated_tokens - (self.finish_reason == "eos_token")
+
+
+def _find_stop(text: str, added: int, stops: Sequence[str]) -> int | None:
+    """Where the earliest stop sequence that overlaps the last ``added`` characters begins."""
+    found = None
+    for stop in stops:
+        start = max(0, len(text) - added - len(stop) + 1)
+        index = text.find(stop, start)
+        if index != -1 and (found is None or index < found):
+            found = index
+    return found
+
+
+async def run(
+    backend: Backend, queue: ModelQueue, job: Job, turn: Turn, outcome: Outcome
+) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
+    """Wait for the model, generate, and yield the events; ``outcome`` records the result.
+
+    Ends early, without a final event, when ``job.cancel`` is set (stop-generating).
+    """
+    try:
+        async with queue.slot():
+            if job.cancel.is_set():
+                return
+            async with contextlib.aclosing(backend.stream(job)) as pieces:
+                async for piece in pieces:
+                    event = _step(piece, turn, outcome)
+                    yield event
+                    if event.is_final or job.cancel.is_set():
+                        return
+            if not job.cancel.is_set():  # the backend ended on its own without an end token
+                yield _step(BackendToken(END_TOKEN_ID, "", eos=True), turn, outcome)
+    except Overloaded:
+        outcome.error = ErrorEvent(OVERLOADED_MESSAGE, "overloaded")
+        yield outcome.error
+    except BackendError as exc:
+        outcome.error = ErrorEvent(exc.message, exc.error_type)
+        yield outcome.error
+    except Exception:
+        logger.exception("generation failed")
+        outcome.error = ErrorEvent("generation failed", "generation")
+        yield outcome.error
+
+
+def _step(piece: BackendToken, turn: Turn, outcome: Outcome) -> StreamResponse:
+    """The event for one backend token, final when the answer ends with it."""
+    outcome.generated_tokens += 1
+    if piece.eos:
+        token = Token(piece.id, END_OF_TEXT, piece.logprob, special=True)
+        outcome.finish_reason = "eos_token"
+    else:
+        token = Token(piece.id, piece.text, piece.logprob)
+        outcome.text += piece.text
+        stop_at = _find_stop(outcome.text, len(piece.text), turn.stop) if piece.text else None
+        if stop_at is not None:
+            outcome.answer_end, outcome.finish_reason = stop_at, "stop_sequence"
+        elif outcome.generated_tokens >= turn.request.max_new_tokens:
+            outcome.finish_reason = "length"
+    if outcome.finish_reason is None:
+        return StreamResponse(token)
+    details = None
+    if turn.details:
+        details = Details(outcome.finish_reason, outcome.generated_tokens, turn.request.seed)
+    return StreamResponse(token, turn.prefix + outcome.text, details)

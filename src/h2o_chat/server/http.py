@@ -1,0 +1,85 @@
+"""HTTP helpers shared by the routes: the error type, JSON bodies, the event-stream response."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Send
+
+from h2o_chat.protocol.payloads import SESSION_COOKIE
+
+
+class ApiError(Exception):
+    """An error answer: ``status`` and a message for ``{"error": message}``.
+
+    On ``/v1/`` routes it is rendered in OpenAI's error shape with ``error_type`` and ``code``.
+    """
+
+    def __init__(
+        self, status: int, message: str, *, error_type: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.code = code
+
+
+class JSONResponse(Response):
+    """A compact JSON response (orjson)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def session_id(request: Request) -> str:
+    """The request's session, set by :class:`h2o_chat.server.middleware.SessionMiddleware`."""
+    session: str = request.scope["state"][SESSION_COOKIE]
+    return session
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, else :class:`ApiError` 415 or 400 naming the problem."""
+    kind = media_type(request)
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise ApiError(415, f"expected a JSON body (application/json), not {kind or 'no type'}")
+    body = await request.body()
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ApiError(400, f"the body must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` that closes its iterator when the client goes away.
+
+    Starlette leaves an abandoned iterator suspended; closing it runs its ``finally`` blocks
+    at once, which stops the generation and frees the model.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: Any) -> None:
+        super().__init__(content, headers={"cache-control": "no-cache"})
+
+    async def stream_response(self, send: Send) -> None:
+        async with contextlib.aclosing(self.body_iterator):  # type: ignore[type-var]
+            await super().stream_response(send)

@@ -1,0 +1,168 @@
+"""The OpenAI front door: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+
+Same backends, same queues and the same generation code as the H2o stream; OpenAI's request
+fields are mapped onto TGI parameters and checked by the one shared validator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from h2o_chat.protocol.parameters import validate_parameters
+from h2o_chat.protocol.prompt import validate_messages
+from h2o_chat.protocol.types import ErrorEvent
+from h2o_chat.server import generation
+from h2o_chat.server.backends import ChatMessage, Job
+from h2o_chat.server.h2o_routes import runtime_of
+from h2o_chat.server.http import ApiError, EventStreamResponse, JSONResponse, read_json_object
+from h2o_chat.server.runtime import Runtime, ServedModel
+
+FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
+ERROR_STATUS = {"overloaded": 503, "validation": 400}
+
+
+def _authorize(request: Request) -> None:
+    key = runtime_of(request).config.api_key
+    if key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not secrets.compare_digest(given.encode(), f"Bearer {key}".encode()):
+        raise ApiError(401, "Incorrect or missing API key", code="invalid_api_key")
+
+
+async def list_models(request: Request) -> Response:
+    _authorize(request)
+    runtime = runtime_of(request)
+    names = [*runtime.models, *runtime.config.aliases]
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "h2o-chat"} for n in names]
+    return JSONResponse({"object": "list", "data": data})
+
+
+def _parameters(body: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI's sampling fields as validated TGI parameters (temperature 0: greedy)."""
+    temperature = body.get("temperature")
+    parameters: dict[str, Any] = {
+        "top_p": body.get("top_p"),
+        "max_new_tokens": body.get("max_completion_tokens", body.get("max_tokens")),
+        "stop": body.get("stop"),
+        "seed": body.get("seed"),
+        "do_sample": temperature != 0,
+    }
+    if temperature != 0:
+        parameters["temperature"] = temperature
+    return validate_parameters(parameters)
+
+
+def _turn(body: Mapping[str, Any], served: ServedModel) -> generation.Turn:
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "only n = 1 is supported", code="invalid_value")
+    checked = validate_messages(body.get("messages", ()))
+    messages = [ChatMessage(m["role"], m["content"]) for m in checked]
+    return generation.build_turn(messages, _parameters(body), served.info.context_length)
+
+
+def _usage(job: Job, outcome: generation.Outcome) -> dict[str, int]:
+    prompt = job.prompt_tokens or 0
+    completion = outcome.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+async def chat_completions(request: Request) -> Response:
+    _authorize(request)
+    runtime = runtime_of(request)
+    body = await read_json_object(request)
+    name = body.get("model")
+    served = runtime.resolve(name) if isinstance(name, str) else None
+    if served is None:
+        raise ApiError(404, runtime.unknown_model(name), code="model_not_found")
+    turn = _turn(body, served)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false")
+    completion_id = f"chatcmpl-{secrets.token_hex(12)}"
+    head = {"id": completion_id, "created": int(time.time()), "model": name}
+    if stream:
+        options = body.get("stream_options") or {}
+        include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+        return EventStreamResponse(_chunks(runtime, served, turn, head, include_usage))
+    job, outcome = Job(turn.request), generation.Outcome()
+    with runtime.running(job):
+        async with contextlib.aclosing(
+            generation.run(served.backend, served.queue, job, turn, outcome)
+        ) as events:
+            async for _ in events:
+                pass
+    if outcome.error is not None:
+        error_type = outcome.error.error_type or "generation"
+        status = ERROR_STATUS.get(error_type, 500)
+        raise ApiError(status, outcome.error.error, error_type=error_type)
+    message = {"role": "assistant", "content": outcome.answer}
+    choice = {"index": 0, "message": message, "logprobs": None,
+              "finish_reason": FINISH_REASONS.get(outcome.finish_reason or "", "stop")}
+    return JSONResponse({**head, "object": "chat.completion", "choices": [choice],
+                         "usage": _usage(job, outcome)})
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of ``text`` could begin a stop sequence."""
+    for size in range(min(len(text), max((len(s) for s in stops), default=1) - 1), 0, -1):
+        if any(stop.startswith(text[-size:]) for stop in stops):
+            return size
+    return 0
+
+
+def _sse(payload: Mapping[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def _chunks(
+    runtime: Runtime, served: ServedModel, turn: generation.Turn, head: dict[str, Any],
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """Chat-completion chunks; text that may begin a stop sequence is held back."""
+    head = {**head, "object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _sse({**head, "choices": [choice]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    job, outcome, sent = Job(turn.request), generation.Outcome(), 0
+    with runtime.running(job):
+        async with contextlib.aclosing(
+            generation.run(served.backend, served.queue, job, turn, outcome)
+        ) as events:
+            async for event in events:
+                if isinstance(event, ErrorEvent):
+                    error = {"message": event.error, "type": event.error_type, "code": None}
+                    yield _sse({"error": error})
+                    return
+                if event.is_final:
+                    text = outcome.answer[sent:]
+                    reason = FINISH_REASONS.get(outcome.finish_reason or "", "stop")
+                    yield chunk({"content": text} if text else {}, reason)
+                else:
+                    safe = len(outcome.text) - _held_back(outcome.text, turn.stop)
+                    if safe > sent:
+                        yield chunk({"content": outcome.text[sent:safe]})
+                        sent = safe
+    if include_usage:
+        yield _sse({**head, "choices": [], "usage": _usage(job, outcome)})
+    yield b"data: [DONE]\n\n"
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    ]
