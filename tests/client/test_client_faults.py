@@ -56,6 +56,15 @@ def test_full_sequence_keeps_the_session_cookie(chat: Chat, fault: FaultServer) 
     assert body["parameters"]["temperature"] == 0.4 and body["stream"] is True
 
 
+@pytest.mark.reliability(
+    "Keep-alive comments between events",
+    section="Client faults",
+    did=(
+        "Fault server sends a ':' comment before every event, body cut into 1-byte chunks, multi-"
+        "byte UTF-8"
+    ),
+    expect="The exact answer text, comments ignored",
+)
 def test_keepalive_comments_and_one_byte_chunks(chat: Chat, fault: FaultServer) -> None:
     fault.plan.words = ["日本", "の", " café", " 🍣"]
     fault.plan.fault, fault.plan.fault_after = "keepalive", 0
@@ -63,6 +72,12 @@ def test_keepalive_comments_and_one_byte_chunks(chat: Chat, fault: FaultServer) 
     assert chat().text == "日本の café 🍣"
 
 
+@pytest.mark.reliability(
+    "429 with Retry-After, then success",
+    section="Client faults",
+    did="Fault server answers 429 Retry-After: 1 once, then streams",
+    expect="Waits >= 1 s, retries once, full answer",
+)
 def test_rate_limit_honours_retry_after(chat: Chat, fault: FaultServer) -> None:
     fault.plan.statuses = [(429, {"retry-after": "1"})]
     started = time.monotonic()
@@ -71,12 +86,24 @@ def test_rate_limit_honours_retry_after(chat: Chat, fault: FaultServer) -> None:
     assert _paths(fault).count("POST conversation") == 2
 
 
+@pytest.mark.reliability(
+    "503 twice, then success",
+    section="Client faults",
+    did="Fault server answers 503, 503, then streams; max_retries=2",
+    expect="Two retries with backoff, full answer",
+)
 def test_503_twice_then_success(chat: Chat, fault: FaultServer) -> None:
     fault.plan.statuses = [(503, {}), (503, {})]
     assert chat(max_retries=2).text == "Hello wide world!"
     assert _paths(fault).count("POST conversation") == 3
 
 
+@pytest.mark.reliability(
+    "502/504/503, retries exhausted",
+    section="Client faults",
+    did="Fault server answers 502, 504, 503; max_retries=2",
+    expect="ServerError carrying the last status (503), 3 attempts",
+)
 def test_retries_give_up_with_the_last_error(chat: Chat, fault: FaultServer) -> None:
     fault.plan.statuses = [(502, {}), (504, {}), (503, {})]
     with pytest.raises(errors.ServerError) as caught:
@@ -92,6 +119,12 @@ def test_rate_limit_without_retries(chat: Chat, fault: FaultServer) -> None:
     assert caught.value.retry_after == 7.0
 
 
+@pytest.mark.reliability(
+    "HTTP {status} is typed, not retried",
+    section="Client faults",
+    did="Fault server answers the status once",
+    expect="The matching typed error, exactly one attempt",
+)
 @pytest.mark.parametrize(
     ("status", "error"),
     [(404, errors.NotFoundError), (400, errors.BadRequestError), (500, errors.ServerError)],
@@ -105,6 +138,15 @@ def test_status_errors_are_typed_and_not_retried(
     assert _paths(fault).count("POST conversation") == 1
 
 
+@pytest.mark.reliability(
+    "Stream fault after 2 tokens: {fault_name}",
+    section="Client faults",
+    did=(
+        "Sync and async clients; the fault server sends 2 tokens, then: reset / malformed "
+        "line / TGI error event / a 4 MB line without newline / stall (1 s read timeout)"
+    ),
+    expect="A typed error carrying exactly the 2 tokens' text; one request, no retry, no duplicate",
+)
 @pytest.mark.parametrize(
     ("fault_name", "error", "message"),
     [
@@ -128,6 +170,12 @@ def test_stream_faults_keep_the_partial_text_and_are_not_retried(
         assert caught.value.error_type == "overloaded"
 
 
+@pytest.mark.reliability(
+    "Connection refused",
+    section="Client faults",
+    did="Sync and async clients against a free loopback port",
+    expect="ConnectError after the allowed retries",
+)
 def test_connection_refused_is_a_connect_error(chat: Chat) -> None:
     with pytest.raises(errors.ConnectError):
         _sync_chat(f"http://127.0.0.1:{free_port()}", {"max_retries": 1})
@@ -135,11 +183,26 @@ def test_connection_refused_is_a_connect_error(chat: Chat) -> None:
         _async_chat(f"http://127.0.0.1:{free_port()}", {"max_retries": 0})
 
 
+@pytest.mark.reliability(
+    "Client: unknown model",
+    section="Bad input",
+    did="client.chat with a model the server refuses in /settings",
+    expect="UnknownModelError",
+)
 def test_unknown_model_is_refused(url: str) -> None:
     with h2o_chat.Client(url) as client, pytest.raises(errors.UnknownModelError):
         client.chat("unknown/model", MESSAGES)
 
 
+@pytest.mark.reliability(
+    "Client: bad argument refused before the network",
+    section="Bad input",
+    did=(
+        "client.chat_stream with empty messages, unknown role, None content, temperature -1, "
+        "max_new_tokens 0, unknown option, unknown parameter"
+    ),
+    expect="InvalidRequestError; the fault server saw no request",
+)
 @pytest.mark.parametrize(
     ("messages", "kwargs"),
     [

@@ -56,6 +56,15 @@ def _parse(pieces: list[bytes]) -> list[object]:
     return events
 
 
+@pytest.mark.reliability(
+    "Stream parser: any chunking",
+    section="Property testing",
+    did=(
+        "Hypothesis: 300 random token lists rendered with/without space, CRLF, comments, cut at "
+        "random points and byte by byte"
+    ),
+    expect="The same events as the unsplit stream",
+)
 @settings(max_examples=300, deadline=None)
 @given(
     tokens=st.lists(TOKENS, min_size=1, max_size=12),
@@ -75,6 +84,12 @@ def test_any_chunking_yields_the_same_events(
     assert _parse([bytes([b]) for b in data]) == events  # one byte at a time: split UTF-8 too
 
 
+@pytest.mark.reliability(
+    "Stream parser: arbitrary bytes",
+    section="Property testing",
+    did="Hypothesis: 500 random byte strings cut at random points",
+    expect="Only the project's H2oError, never another exception",
+)
 @settings(max_examples=500, deadline=None)
 @given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=10))
 def test_arbitrary_bytes_raise_only_project_errors(data: bytes, cuts: list[int]) -> None:
@@ -82,6 +97,12 @@ def test_arbitrary_bytes_raise_only_project_errors(data: bytes, cuts: list[int])
         _parse(_split(data, cuts))
 
 
+@pytest.mark.reliability(
+    "Stream parser: arbitrary JSON events",
+    section="Property testing",
+    did="Hypothesis: 300 random JSON values with TGI event keys",
+    expect="Only the project's H2oError, never another exception",
+)
 @settings(max_examples=300, deadline=None)
 @given(
     payload=st.recursive(
@@ -128,6 +149,12 @@ def test_event_without_trailing_blank_line_is_delivered_at_close() -> None:
     assert parser.close() == [event]
 
 
+@pytest.mark.reliability(
+    "Stream parser: endless line",
+    section="Client faults",
+    did="Feed a line past max_line_bytes without a newline",
+    expect="MalformedStreamError; the buffer never exceeds the limit",
+)
 def test_line_over_the_limit_is_refused_with_bounded_memory() -> None:
     parser = StreamParser(max_line_bytes=1024)
     parser.feed(b"data:" + b"x" * 1000)
