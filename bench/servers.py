@@ -1,0 +1,67 @@
+"""Start the servers the benchmarks talk to, each pinned to its own core.
+
+The machine has two cores: servers run on ``SERVER_CPUS`` and the measuring process on
+``CLIENT_CPUS``, so that a reader and the source it reads never fight for one core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from tests.support.servers import free_port, run_process
+
+CLIENT_CPUS = "0"
+SERVER_CPUS = "1"
+ALL_CPUS = "0,1"
+
+
+def _cpus(text: str) -> set[int]:
+    return {int(cpu) for cpu in text.split(",")}
+
+
+@contextlib.contextmanager
+def pinned(cpus: str = CLIENT_CPUS) -> Iterator[None]:
+    """Run the block with this process pinned to ``cpus``."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, _cpus(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def _serve(workdir: Path, name: str, argv: Sequence[str], health: str, cpus: str) -> Iterator[str]:
+    port = free_port()
+    command = ["taskset", "-c", cpus, sys.executable, "-m", *argv, "--port", str(port)]
+    with run_process(command, port, workdir / f"{name}-{port}.log", health) as server:
+        yield server.url
+
+
+def replay(workdir: Path, chunk_bytes: int, cpus: str = SERVER_CPUS) -> AbstractContextManager[str]:
+    """The bare Starlette endpoint of :mod:`bench.replay`; yields its base URL."""
+    argv = ["bench.replay", "--chunk-bytes", str(chunk_bytes)]
+    return _serve(workdir, "replay", argv, "/healthz", cpus)
+
+
+def h2o(
+    workdir: Path, models: dict[str, str], *options: str, cpus: str = SERVER_CPUS
+) -> AbstractContextManager[str]:
+    """``h2o-chat serve`` with ``models`` (id -> source) and a fresh database."""
+    argv = ["h2o_chat", "serve", "--host", "127.0.0.1", "--db", str(workdir / f"{free_port()}.db")]
+    for model_id, source in models.items():
+        argv += ["--model", f"{model_id}={source}"]
+    return _serve(workdir, "h2o", [*argv, *options], "/healthz", cpus)
+
+
+def llama_server(
+    workdir: Path, model_path: Path, cpus: str = ALL_CPUS
+) -> AbstractContextManager[str]:
+    """llama.cpp's OpenAI-compatible server (``llama_cpp.server``) for ``model_path``."""
+    argv = ["llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1", "--n_ctx", "0"]
+    return _serve(workdir, "llama", argv, "/v1/models", cpus)
