@@ -141,7 +141,8 @@ def _uuid_option(options: Mapping[str, Any], name: str) -> str | None:
 
 def _options(body: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
     """``options``: (message id, response id, is_retry); extra keys are ignored."""
-    options = body.get("options") or {}
+    options = body.get("options")
+    options = {} if options is None else options
     if not isinstance(options, Mapping):
         raise ApiError(400, "'options' must be an object")
     is_retry = options.get("is_retry", False)
@@ -169,7 +170,8 @@ async def converse(request: Request) -> Response:
     body = await read_json_object(request)
     inputs = _inputs(body)
     message_id, response_id, is_retry = _options(body)
-    parameters = validate_parameters(body.get("parameters") or {})
+    parameters = body.get("parameters")
+    parameters = validate_parameters({} if parameters is None else parameters)
     storage = runtime.storage
     if is_retry and message_id:
         storage.drop_from(conversation.id, message_id)
