@@ -8,8 +8,10 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from h2o_chat import errors
 from h2o_chat.cli._output import CLIError, Spinner, log
@@ -122,18 +124,27 @@ def connect(url: str | None, *, timeout: float = 120.0) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[str]:
-    """The project's server with its built-in model, in a background thread on a free port."""
-    from h2o_chat.server.config import BUILTIN_MODEL_ID
-    from h2o_chat.server.embedded import start_in_thread
+    """The project's server with its built-in model, in a background thread on a free port.
+
+    Its conversations live in a temporary database: nothing outlives the command.
+    """
+    from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
+    from h2o_chat.server.embedded import embedded_server
 
     print(
         f"h2o-chat: no --url given; running the built-in model {BUILTIN_MODEL_ID} locally",
         file=sys.stderr,
         flush=True,
     )
-    with Spinner(f"loading {BUILTIN_MODEL_ID}…"):
-        server = start_in_thread()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2o-chat-")))
+        config = ServerConfig(port=0, db_path=directory / "h2o-chat.sqlite3")
+        try:
+            with Spinner(f"loading {BUILTIN_MODEL_ID}…"):
+                url = stack.enter_context(embedded_server(config))
+        except (RuntimeError, OSError) as exc:
+            raise CLIError(
+                f"the built-in model could not start ({exc}); run with -v for its log, "
+                "or give --url of a running server"
+            ) from exc
+        yield url

@@ -97,10 +97,9 @@ def run_turn(
             events.close()
         _stop(conversation)
         raise
-    except errors.H2oError as exc:
-        if not stream and not json and exc.partial_text:
-            out.write(exc.partial_text)
-        _end_line(out, json)
+    except errors.H2oError:
+        if stream and not json and first is not None:
+            out.write("\n")
         raise
     answer = Answer(final, first, time.monotonic() - start)
     if json:
@@ -108,14 +107,9 @@ def run_turn(
     else:
         if not stream and final is not None:
             out.write(final.generated_text or "")
-        _end_line(out, json)
-    return answer
-
-
-def _end_line(out: TextIO, json: bool) -> None:
-    if not json:
         out.write("\n")
         out.flush()
+    return answer
 
 
 def _stop(conversation: Conversation) -> None:

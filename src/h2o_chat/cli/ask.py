@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from h2o_chat.cli._args import add_chat_arguments, parse_params
 from h2o_chat.cli._connect import connect
@@ -12,7 +11,7 @@ from h2o_chat.cli._output import CLIError
 from h2o_chat.cli._turn import run_turn
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``ask`` subcommand."""
     parser = commands.add_parser(
         "ask",

@@ -24,7 +24,7 @@ Enter sends; Alt-Enter (Esc Enter) or a trailing backslash starts a new line.
 Ctrl-C stops an answer, or clears the line at the prompt."""
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``chat`` subcommand."""
     parser = commands.add_parser(
         "chat",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import orjson
 
@@ -11,7 +10,7 @@ from h2o_chat.cli._connect import add_url_argument, connect
 from h2o_chat.cli._output import table
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``models`` subcommand."""
     parser = commands.add_parser(
         "models",
