@@ -92,6 +92,8 @@ class CountingProxy:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         try:
             await asyncio.gather(self._upload(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the relay is shutting down: the connection just closes
         finally:
             for stream in (writer, up_writer):
                 stream.close()
