@@ -58,7 +58,12 @@ async def index(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "models": list(runtime_of(request).models)})
+    """Liveness, and each model's queue: whether it is generating and how many wait."""
+    queues = {
+        model_id: {"busy": served.queue.busy, "waiting": served.queue.waiting}
+        for model_id, served in runtime_of(request).models.items()
+    }
+    return JSONResponse({"status": "ok", "models": queues})
 
 
 async def models(request: Request) -> Response:
@@ -200,8 +205,8 @@ async def _stream(
                         yield encode_error(event)
                     else:
                         yield encode_event(event)
-    finally:
-        if outcome.answer or outcome.finish_reason:
+    finally:  # a complete or stopped answer is kept; a failed one is not
+        if outcome.error is None and (outcome.answer or outcome.finish_reason):
             runtime.storage.add_message(conversation_id, "assistant", outcome.answer, response_id)
 
 

@@ -1,0 +1,72 @@
+"""The server process: restart with the same database, clean exit on signals, the embedded thread."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from h2o_chat.server.config import ModelSpec, ServerConfig
+from h2o_chat.server.embedded import embedded_server, start_in_thread
+from tests.server.conftest import ENV, converse, final, new_conversation
+from tests.support.servers import h2o_server
+
+TRANSCRIPT = ("--model", "transcript=python:tests.server.backends:transcript")
+
+
+def test_conversations_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "chat.sqlite3"  # the parent directory is created
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        http.get("/")
+        conversation_id = new_conversation(http, "transcript", preprompt="hi")
+        final(converse(http, conversation_id, "first"))
+        before = http.get(f"/conversation/{conversation_id}").json()
+        assert server.stop() == 0
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+        http = httpx.Client(base_url=server.url, timeout=30, cookies=http.cookies)
+        assert http.get(f"/conversation/{conversation_id}").json() == before
+        answer = final(converse(http, conversation_id, "second"))
+    assert answer.generated_text == (
+        "system:hi user:first assistant:system:hi_user:first user:second")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
+    args = ("--model", "slow=python:tests.server.backends:slow")
+    with h2o_server(tmp_path, *args, env=ENV) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        conversation_id = new_conversation(http, "slow")
+        body = {"inputs": "go", "parameters": {"max_new_tokens": 4000}}
+        with http.stream("POST", f"/conversation/{conversation_id}", json=body) as response:
+            chunks = response.iter_raw()
+            assert next(chunks).startswith(b"data:")
+            assert server.stop(sig) == 0  # the open stream was cancelled, not waited for
+            b"".join(chunks)
+    log = server.log()
+    assert f"h2o-chat serving slow on {server.url}" in log
+    assert "Traceback" not in log
+
+
+def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="unknown model source"):
+        with h2o_server(tmp_path, "--model", "x=ftp://nowhere"):
+            pass
+
+
+def test_embedded_server_in_a_thread(tmp_path: Path) -> None:
+    config = ServerConfig(models=(ModelSpec("echo", "synthetic"),), port=0,
+                          db_path=tmp_path / "db.sqlite3")
+    with embedded_server(config) as url:
+        http = httpx.Client(base_url=url, timeout=30)
+        conversation_id = new_conversation(http, "echo")
+        assert final(converse(http, conversation_id, "hello")).generated_text == "hello"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/healthz")
+    url, stop = start_in_thread(config)  # the same database again, another free port
+    try:
+        assert httpx.get(f"{url}/conversation/{conversation_id}").status_code == 404  # no cookie
+    finally:
+        stop()

@@ -1,0 +1,132 @@
+"""One generation at a time per model: the queue, overload, stop-generating, disconnects."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from h2o_chat.protocol.stream import StreamParser
+from h2o_chat.protocol.types import StreamResponse
+from tests.server.conftest import client, converse, error, final, new_conversation, start
+from tests.support.servers import RunningServer
+
+LONG = {"max_new_tokens": 4000}  # 200 s of " tick": only a stop or disconnect ends it sooner
+SHORT_TIMEOUT = 30.0  # a request that had to wait for the long one would fail
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from start(
+        tmp_path_factory, "--queue-size", "1",
+        "--model", "slow=python:tests.server.backends:slow",
+        "--model", "broken=python:tests.server.backends:failing",
+    )
+
+
+@pytest.fixture
+def http(server: RunningServer) -> Iterator[httpx.Client]:
+    with client(server) as http:
+        yield http
+
+
+class LiveStream:
+    """A long answer being received; its chunk iterator is kept so the connection stays open."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.chunks = response.iter_raw()
+
+    def first_event(self) -> StreamResponse:
+        parser = StreamParser()
+        for chunk in self.chunks:
+            events = parser.feed(chunk)
+            if events:
+                event = events[0]
+                assert isinstance(event, StreamResponse)
+                return event
+        raise AssertionError("the stream ended without an event")
+
+    def rest(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@contextlib.contextmanager
+def open_stream(http: httpx.Client, conversation_id: str) -> Iterator[LiveStream]:
+    """A long answer; leaving the block unread drops the connection."""
+    body = {"inputs": "go", "parameters": LONG}
+    with http.stream("POST", f"/conversation/{conversation_id}", json=body) as response:
+        assert response.status_code == 200
+        yield LiveStream(response)
+
+
+def wait_for_queue(http: httpx.Client, busy: bool, waiting: int) -> None:
+    """Poll /healthz until the slow model's queue is in the given state."""
+    while http.get("/healthz").json()["models"]["slow"] != {"busy": busy, "waiting": waiting}:
+        time.sleep(0.01)
+
+
+def quick_answer(server: RunningServer) -> StreamResponse:
+    with httpx.Client(base_url=server.url, timeout=SHORT_TIMEOUT) as other:
+        conversation_id = new_conversation(other, "slow")
+        return final(converse(other, conversation_id, "quick", max_new_tokens=2))
+
+
+def test_stop_generating_frees_the_model(http: httpx.Client, server: RunningServer) -> None:
+    conversation_id = new_conversation(http, "slow")
+    with open_stream(http, conversation_id) as running:
+        assert running.first_event().token.text == " tick"
+        stopped = http.post(f"/conversation/{conversation_id}/stop-generating")
+        assert stopped.json() == {"stopped": True}
+        assert b"generated_text\":\"" not in running.rest()  # it ends without a final event
+    assert quick_answer(server).generated_text == " tick tick"
+    saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
+    assert saved[-1]["role"] == "assistant"
+    assert saved[-1]["content"].startswith(" tick") and set(saved[-1]["content"].split()) == {
+        "tick"}
+
+
+def test_client_disconnect_frees_the_model(http: httpx.Client, server: RunningServer) -> None:
+    conversation_id = new_conversation(http, "slow")
+    with open_stream(http, conversation_id) as running:
+        running.first_event()
+    # closing the response dropped the connection
+    assert quick_answer(server).generated_text == " tick tick"
+    wait_for_queue(http, busy=False, waiting=0)
+
+
+def test_full_queue_answers_overloaded(http: httpx.Client, server: RunningServer) -> None:
+    running_id, queued_id, third_id = (new_conversation(http, "slow") for _ in range(3))
+    with open_stream(http, running_id) as running:
+        running.first_event()
+        with open_stream(http, queued_id) as queued:
+            wait_for_queue(http, busy=True, waiting=1)
+            event = error(converse(http, third_id, "too many"))
+            assert event.error_type == "overloaded"
+            http.post(f"/conversation/{queued_id}/stop-generating")
+            http.post(f"/conversation/{running_id}/stop-generating")
+            assert queued.rest() == b""  # stopped while waiting: it never ran
+        running.rest()
+    wait_for_queue(http, busy=False, waiting=0)
+
+
+def test_delete_stops_a_running_generation(http: httpx.Client, server: RunningServer) -> None:
+    conversation_id = new_conversation(http, "slow")
+    with open_stream(http, conversation_id) as running:
+        running.first_event()
+        assert http.delete(f"/conversation/{conversation_id}").status_code == 200
+        running.rest()
+    assert quick_answer(server).generated_text == " tick tick"
+
+
+def test_engine_failure_is_an_error_event_without_details(http: httpx.Client) -> None:
+    conversation_id = new_conversation(http, "broken")
+    events = converse(http, conversation_id, "hi")
+    assert [e.token.text for e in events[:-1]] == ["one", " two"]  # type: ignore[union-attr]
+    event = error(events)
+    assert event.error_type == "generation"
+    assert "secret" not in event.error and "Traceback" not in event.error
+    saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
+    assert [m["role"] for m in saved] == ["user"]  # a failed answer is not kept
