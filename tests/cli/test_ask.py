@@ -1,0 +1,147 @@
+"""``h2o-chat ask`` as a subprocess against a real server with the builtin model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+from tests.cli.helpers import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, one_error_line
+from tests.support.servers import RunningServer, free_port
+
+
+def test_ask_streams_the_answer_to_stdout(server: RunningServer, cli_env: dict[str, str]) -> None:
+    result = h2o_chat("ask", "--url", server.url, *GREEDY, JAPAN, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Tokyo" in result.stdout
+    assert result.stdout.endswith("\n")
+    assert "<|" not in result.stdout  # special tokens are not printed
+    assert result.stderr == ""
+
+
+def test_ask_prints_tokens_before_the_answer_is_complete(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    argv = [sys.executable, "-m", "h2o_chat", "ask", "--url", server.url, *LONG, LONG_PROMPT]
+    with subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env
+    ) as process:
+        assert process.stdout is not None
+        first = process.stdout.read1(64)
+        # text arrived while the 4000-token answer is still being generated
+        assert first.strip()
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+    assert "stop-generating" in server.log()
+
+
+def test_ask_json_lines_end_with_the_result(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    result = h2o_chat("ask", "--url", server.url, "--json", *GREEDY, JAPAN, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    *tokens, final = lines
+    assert tokens and all(line["type"] == "token" for line in tokens)
+    assert set(tokens[0]) == {"type", "id", "text", "logprob", "special"}
+    assert final["type"] == "result"
+    assert "Tokyo" in final["text"]
+    assert final["finish_reason"] in ("eos_token", "stop_sequence", "length")
+    assert final["generated_tokens"] == len(tokens)
+    assert len(final["conversation_id"]) == 24
+    assert set(final["timings"]) == {"first_token_s", "total_s", "tokens_per_s"}
+    assert final["text"].strip() == "".join(t["text"] for t in tokens if not t["special"]).strip()
+
+
+def test_ask_no_stream_prints_the_whole_answer(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    result = h2o_chat("ask", "--url", server.url, "--no-stream", *GREEDY, JAPAN, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Tokyo" in result.stdout
+
+
+def test_ask_no_stream_json_prints_only_the_result(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    args = ("ask", "--url", server.url, "--no-stream", "--json", *GREEDY, JAPAN)
+    result = h2o_chat(*args, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["type"] == "result"
+
+
+def test_ask_reads_the_prompt_from_stdin(server: RunningServer, cli_env: dict[str, str]) -> None:
+    piped = h2o_chat("ask", "--url", server.url, *GREEDY, env=cli_env, stdin=JAPAN + "\n")
+    dash = h2o_chat("ask", "--url", server.url, *GREEDY, "-", env=cli_env, stdin=JAPAN)
+    for result in (piped, dash):
+        assert result.returncode == 0, result.stderr
+        assert "Tokyo" in result.stdout
+
+
+def test_ask_uses_h2o_chat_url(server: RunningServer, cli_env: dict[str, str]) -> None:
+    result = h2o_chat("ask", *GREEDY, JAPAN, env={**cli_env, "H2O_CHAT_URL": server.url})
+    assert result.returncode == 0, result.stderr
+    assert "Tokyo" in result.stdout
+    assert result.stderr == ""  # no embedded server was started
+
+
+def test_ask_system_prompt_reaches_the_conversation(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    args = ("ask", "--url", server.url, "--json", *GREEDY, "--system", "Answer in one word.")
+    result = h2o_chat(*args, JAPAN, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Tokyo" in json.loads(result.stdout.splitlines()[-1])["text"]
+
+
+def test_unreachable_url_is_one_line_with_what_to_do(cli_env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    line = one_error_line(h2o_chat("ask", "--url", url, JAPAN, env=cli_env))
+    assert f"cannot connect to {url}" in line
+    assert "h2o-chat serve" in line
+
+    line = one_error_line(h2o_chat("ask", JAPAN, env={**cli_env, "H2O_CHAT_URL": url}))
+    assert "unset H2O_CHAT_URL" in line
+
+
+def test_unknown_model_lists_the_served_models(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    result = h2o_chat("ask", "--url", server.url, "-m", "no-such-model", JAPAN, env=cli_env)
+    line = one_error_line(result)
+    assert "no-such-model" in line
+    assert "SmolLM2-135M-Instruct" in line
+    assert result.stdout == ""
+
+
+def test_bad_param_is_refused_before_any_request(cli_env: dict[str, str]) -> None:
+    # nothing listens at the URL: the parameter error comes first
+    url = f"http://127.0.0.1:{free_port()}"
+    for param, named in [
+        ("temperature=-1", "temperature"),
+        ("max_new_tokens=many", "max_new_tokens"),
+        ("no_such_param=1", "no_such_param"),
+        ("do_sample", "do_sample"),
+    ]:
+        line = one_error_line(h2o_chat("ask", "--url", url, "-p", param, JAPAN, env=cli_env))
+        assert named in line
+        assert "--param" in line
+
+
+def test_typed_params_reach_the_server(server: RunningServer, cli_env: dict[str, str]) -> None:
+    args = ("ask", "--url", server.url, "--json", "-p", "max_new_tokens=3", *LONG[2:4])
+    result = h2o_chat(*args, "-p", 'stop=["\\n\\n"]', LONG_PROMPT, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout.splitlines()[-1])
+    assert final["generated_tokens"] == 3
+    assert final["finish_reason"] == "length"
+
+
+def test_no_prompt_at_all_is_an_error(cli_env: dict[str, str]) -> None:
+    line = one_error_line(h2o_chat("ask", "--url", "http://127.0.0.1:9", env=cli_env, stdin=""))
+    assert "empty" in line

@@ -1,0 +1,37 @@
+"""With no --url and no H2O_CHAT_URL the commands run the builtin model in-process."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.helpers import GREEDY, JAPAN, h2o_chat
+
+NOTICE = "h2o-chat: no --url given; running the built-in model SmolLM2-135M-Instruct locally"
+
+
+def test_ask_answers_with_the_embedded_default(cli_env: dict[str, str]) -> None:
+    result = h2o_chat("ask", *GREEDY, JAPAN, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "Tokyo" in result.stdout
+    # one line saying so, and no spinner when stderr is not a terminal
+    assert result.stderr.splitlines() == [NOTICE]
+
+
+def test_models_and_chat_use_the_embedded_default(cli_env: dict[str, str]) -> None:
+    models = h2o_chat("models", "--json", env=cli_env)
+    assert models.returncode == 0, models.stderr
+    assert [m["id"] for m in json.loads(models.stdout)] == ["SmolLM2-135M-Instruct"]
+    assert models.stderr.splitlines() == [NOTICE]
+
+    chat = h2o_chat("chat", *GREEDY, env=cli_env, stdin=JAPAN + "\n")
+    assert chat.returncode == 0, chat.stderr
+    assert "Tokyo" in chat.stdout
+
+
+def test_unknown_model_names_the_builtin_one(cli_env: dict[str, str]) -> None:
+    result = h2o_chat("ask", "-m", "gpt-99", JAPAN, env=cli_env)
+    assert result.returncode == 1
+    notice, error = result.stderr.splitlines()
+    assert notice == NOTICE
+    assert error.startswith("error: unknown model 'gpt-99'")
+    assert "SmolLM2-135M-Instruct" in error
