@@ -1,14 +1,15 @@
-"""The builtin model (SmolLM2 in llama.cpp) through the H2o protocol, the seed, and the openai SDK."""
+"""The builtin model (SmolLM2, llama.cpp) via the H2o protocol, the seed and the openai SDK."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import openai
+import pytest
 import requests
 
+from bench import seed
 from h2o_chat.protocol.payloads import SEED_MODELS, SESSION_COOKIE, settings_form
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
 from h2o_chat.server.config import BUILTIN_MODEL_ID
@@ -103,107 +104,17 @@ def test_truncate_keeps_the_last_prompt_tokens(builtin_server: RunningServer) ->
     final(events)
 
 
-def seed_create_completion(base_url: str, model: str, messages: list[dict[str, str]],
-                           stream: bool, **kwargs: object) -> Iterator[str]:
-    """The seed's 2023 ``_create_completion``, verbatim but for its base URL."""
-    from json import loads
-    from uuid import uuid4
+def test_the_seed_2023_client_streams_an_answer(
+    builtin_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's own code (bench/seed.py: verbatim but for its base URL) on a default server.
 
-    from requests import Session
-
-    models = {
-        'falcon-7b': 'h2oai/h2ogpt-gm-oasst1-en-2048-falcon-7b-v3',
-        'falcon-40b': 'h2oai/h2ogpt-gm-oasst1-en-2048-falcon-40b-v1',
-        'llama-13b': 'h2oai/h2ogpt-gm-oasst1-en-2048-open-llama-13b'
-    }
-    conversation = 'instruction: this is a conversation beween, a user and an AI assistant, respond to the latest message, referring to the conversation if needed\n'  # noqa: E501
-    for message in messages:
-        conversation += '%s: %s\n' % (message['role'], message['content'])  # noqa: UP031
-    conversation += 'assistant:'
-
-    client = Session()
-    client.headers = {  # type: ignore[assignment]
-        'authority': 'gpt-gm.h2o.ai',
-        'origin': base_url,
-        'referer': base_url + '/',
-        'sec-ch-ua': '"Not.A/Brand";v="8", "Chromium";v="114", "Google Chrome";v="114"',
-        'sec-ch-ua-mobile': '?0',
-        'sec-ch-ua-platform': '"Windows"',
-        'sec-fetch-dest': 'document',
-        'sec-fetch-mode': 'navigate',
-        'sec-fetch-site': 'same-origin',
-        'sec-fetch-user': '?1',
-        'upgrade-insecure-requests': '1',
-        'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/114.0.0.0 Safari/537.36',  # noqa: E501
-    }
-
-    client.get(base_url + '/')
-    response = client.post(base_url + '/settings', data={
-        'ethicsModalAccepted': 'true',
-        'shareConversationsWithModelAuthors': 'true',
-        'ethicsModalAcceptedAt': '',
-        'activeModel': 'h2oai/h2ogpt-gm-oasst1-en-2048-falcon-40b-v1',
-        'searchEnabled': 'true',
-    })
-
-    headers = {
-        'authority': 'gpt-gm.h2o.ai',
-        'accept': '*/*',
-        'accept-language': 'en,fr-FR;q=0.9,fr;q=0.8,es-ES;q=0.7,es;q=0.6,en-US;q=0.5,am;q=0.4,de;q=0.3',  # noqa: E501
-        'origin': base_url,
-        'referer': base_url + '/',
-        'sec-ch-ua': '"Not.A/Brand";v="8", "Chromium";v="114", "Google Chrome";v="114"',
-        'sec-ch-ua-mobile': '?0',
-        'sec-ch-ua-platform': '"Windows"',
-        'sec-fetch-dest': 'empty',
-        'sec-fetch-mode': 'cors',
-        'sec-fetch-site': 'same-origin',
-        'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/114.0.0.0 Safari/537.36',  # noqa: E501
-    }
-
-    json_data = {
-        'model': models[model]
-    }
-
-    response = client.post(base_url + '/conversation',
-                            headers=headers, json=json_data)
-    conversationId = response.json()['conversationId']  # noqa: N806
-
-    completion = client.post(f'{base_url}/conversation/{conversationId}', stream=True, json = {
-        'inputs': conversation,
-        'parameters': {
-            'temperature': kwargs.get('temperature', 0.4),
-            'truncate': kwargs.get('truncate', 2048),
-            'max_new_tokens': kwargs.get('max_new_tokens', 1024),
-            'do_sample': kwargs.get('do_sample', True),
-            'repetition_penalty': kwargs.get('repetition_penalty', 1.2),
-            'return_full_text': kwargs.get('return_full_text', False)
-        },
-        'stream': True,
-        'options': {
-            'id': kwargs.get('id', str(uuid4())),
-            'response_id': kwargs.get('response_id', str(uuid4())),
-            'is_retry': False,
-            'use_cache': False,
-            'web_search_id': ''
-        }
-    })
-
-    for line in completion.iter_lines():
-        if b'data' in line:
-            line = loads(line.decode('utf-8').replace('data:', ''))
-            token = line['token']['text']
-
-            if token == '<|endoftext|>':
-                break
-            else:
-                yield (token)
-
-
-def test_the_seed_2023_client_streams_an_answer(builtin_server: RunningServer) -> None:
+    Its headers still name gpt-gm.h2o.ai, so its /settings post meets the referer check;
+    the seed never looked at that answer, and its conversation works all the same.
+    """
+    monkeypatch.setattr(seed, "url", builtin_server.url)
     messages = [{"role": "user", "content": QUESTION}]
-    tokens = list(seed_create_completion(builtin_server.url, "falcon-7b", messages, True,
-                                         max_new_tokens=64))
+    tokens = list(seed._create_completion("falcon-7b", messages, True, max_new_tokens=64))
     assert tokens and "".join(tokens).strip()
     assert END_OF_TEXT not in tokens
 

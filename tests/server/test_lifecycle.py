@@ -1,4 +1,4 @@
-"""The server process: restart with the same database, clean exit on signals, the embedded thread."""
+"""The server process: restart on the same database, clean exit on signals, embedded thread."""
 
 from __future__ import annotations
 
@@ -51,9 +51,11 @@ def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
 
 
 def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="unknown model source"):
-        with h2o_server(tmp_path, "--model", "x=ftp://nowhere"):
-            pass
+    with (
+        pytest.raises(RuntimeError, match="unknown model source"),
+        h2o_server(tmp_path, "--model", "x=ftp://nowhere"),
+    ):
+        pass
 
 
 def test_embedded_server_in_a_thread(tmp_path: Path) -> None:
