@@ -223,3 +223,10 @@ def test_history_preprompt_and_retry(http: httpx.Client) -> None:
     retry = {"inputs": "three", "options": {"id": message_id, "is_retry": True}}
     answer = http.post(f"/conversation/{conversation_id}", json=retry)
     assert "system:be_brief user:one assistant:system:be_brief_user:one user:three" in answer.text
+
+
+def test_cookie_is_secure_only_over_https(synthetic_server: RunningServer) -> None:
+    # uvicorn trusts X-Forwarded-Proto from 127.0.0.1, as behind a local TLS proxy
+    answer = httpx.get(synthetic_server.url + "/", headers={"x-forwarded-proto": "https"})
+    cookie = answer.headers["set-cookie"]
+    assert "Secure" in cookie and "SameSite=None" in cookie and "HttpOnly" in cookie
