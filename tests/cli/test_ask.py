@@ -39,9 +39,7 @@ def test_ask_prints_tokens_before_the_answer_is_complete(
     assert "stop-generating" in server.log()
 
 
-def test_ask_json_lines_end_with_the_result(
-    server: RunningServer, cli_env: dict[str, str]
-) -> None:
+def test_ask_json_lines_end_with_the_result(server: RunningServer, cli_env: dict[str, str]) -> None:
     result = h2o_chat("ask", "--url", server.url, "--json", *GREEDY, JAPAN, env=cli_env)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]

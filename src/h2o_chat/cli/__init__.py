@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        logging.getLogger("h2o_chat").setLevel(logging.DEBUG)
     try:
         result: int = args.handler(args)
     except CLIError as exc:
