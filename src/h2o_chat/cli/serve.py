@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "serve",
         help="run an H2o-compatible chat server",
-        description=__doc__,
+        description="Run the H2o-compatible chat server, with its OpenAI front door on /v1.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
