@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def test_ask_prints_tokens_before_the_answer_is_complete(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env
     ) as process:
         assert process.stdout is not None
-        first = process.stdout.read1(64)
+        first = os.read(process.stdout.fileno(), 64)
         # text arrived while the 4000-token answer is still being generated
         assert first.strip()
         assert process.poll() is None
