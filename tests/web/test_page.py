@@ -1,0 +1,129 @@
+"""The web chat page at ``GET /``, in headless Chromium against a real server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, Request, expect
+
+from tests.support.servers import RunningServer
+
+JAPAN = "What is the capital of Japan?"
+STORY = "Write a very long story about a dragon."
+ANSWER_TIMEOUT_MS = 120_000
+
+
+def open_chat(page: Page, url: str, *, greedy: bool = True, max_new_tokens: int = 256) -> None:
+    """Load the page and wait until models and welcome settings are done."""
+    page.goto(url + "/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    page.get_by_text("Options").click()
+    if greedy:
+        page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Max new tokens").fill(str(max_new_tokens))
+
+
+def send(page: Page, text: str) -> Locator:
+    """Type ``text``, press Enter; the assistant message that will hold the answer."""
+    page.get_by_label("Message").fill(text)
+    page.get_by_label("Message").press("Enter")
+    return page.locator("#messages .msg.assistant").last
+
+
+def answered(answer: Locator) -> None:
+    """Wait until ``answer`` has finished streaming."""
+    expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"), timeout=ANSWER_TIMEOUT_MS)
+
+
+def test_page_loads_with_models_and_settings(page: Page, server: RunningServer) -> None:
+    requests: list[Request] = []
+    page.on("request", lambda r: requests.append(r))
+    open_chat(page, server.url)
+    expect(page.get_by_label("Model")).to_have_value("SmolLM2-135M-Instruct")
+    assert all(r.url.startswith(server.url + "/") for r in requests)  # nothing from outside
+    [settings] = [r for r in requests if r.url == server.url + "/settings"]
+    assert settings.method == "POST"
+    assert settings.header_value("referer") == server.url + "/"
+    assert "activeModel=SmolLM2-135M-Instruct" in (settings.post_data or "")
+    cookies = page.context.cookies()
+    assert [c["name"] for c in cookies] == ["hf-chat"]
+
+
+def test_question_is_answered_and_history_stays(
+    page: Page, server: RunningServer, artifacts: Path
+) -> None:
+    open_chat(page, server.url)
+    first = send(page, JAPAN)
+    answered(first)
+    expect(first.locator(".text")).to_contain_text("Tokyo")
+    second = send(page, "And of France?")
+    answered(second)
+    expect(second.locator(".text")).to_contain_text("Paris")  # asked in the same conversation
+    messages = page.locator("#messages .msg .text")
+    expect(messages).to_have_count(4)
+    expect(messages.first).to_have_text(JAPAN)
+    assert "<|" not in page.locator("#messages").inner_text()  # special tokens are skipped
+    page.screenshot(path=str(artifacts / "web-desktop.png"))
+
+
+def test_answer_streams_and_stop_frees_the_model(
+    page: Page, server: RunningServer, artifacts: Path
+) -> None:
+    open_chat(page, server.url, max_new_tokens=4000)
+    answer = send(page, STORY)
+    # tokens show while the answer is still streaming
+    expect(page.locator(".msg.assistant.streaming .text")).not_to_have_text("")
+    page.get_by_role("button", name="Stop").click()
+    expect(answer.locator(".note")).to_have_text("Stopped.")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    assert "/stop-generating" in server.log()
+    page.screenshot(path=str(artifacts / "web-stopped.png"))
+
+    page.get_by_label("Max new tokens").fill("256")
+    next_answer = send(page, JAPAN)
+    answered(next_answer)
+    expect(next_answer.locator(".text")).to_contain_text("Tokyo")
+
+
+def test_new_chat_starts_a_new_conversation(page: Page, server: RunningServer) -> None:
+    created: list[Request] = []
+    page.on(
+        "request",
+        lambda r: created.append(r) if r.url == server.url + "/conversation" else None,
+    )
+    open_chat(page, server.url, max_new_tokens=8)
+    answered(send(page, JAPAN))
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator("#messages .msg")).to_have_count(0)
+    answered(send(page, JAPAN))
+    expect(page.locator("#messages .msg")).to_have_count(2)
+    assert len(created) == 2
+
+
+def test_text_is_shown_as_text_not_html(page: Page, server: RunningServer) -> None:
+    open_chat(page, server.url, max_new_tokens=8)
+    markup = "<b>bold</b><img src=x onerror=\"document.title='owned'\">"
+    answered(send(page, markup))
+    expect(page.locator("#messages .msg.user .text")).to_have_text(markup)
+    expect(page.locator("#messages b, #messages img")).to_have_count(0)
+    assert page.title() == "h2o-chat"
+
+
+def test_phone_width_has_no_horizontal_overflow(
+    page: Page, server: RunningServer, artifacts: Path
+) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    open_chat(page, server.url)
+    answer = send(page, JAPAN)
+    answered(answer)
+    expect(answer.locator(".text")).to_contain_text("Tokyo")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375
+    for name in ("Send", "New chat"):
+        box = page.get_by_role("button", name=name).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 375
+    page.screenshot(path=str(artifacts / "web-phone.png"))
