@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+
+import pexpect
 
 from tests.cli.helpers import GREEDY, JAPAN, h2o_chat
 
@@ -35,3 +38,20 @@ def test_unknown_model_names_the_builtin_one(cli_env: dict[str, str]) -> None:
     assert notice == NOTICE
     assert error.startswith("error: unknown model 'gpt-99'")
     assert "SmolLM2-135M-Instruct" in error
+
+
+def test_a_terminal_sees_a_spinner_while_the_model_loads(cli_env: dict[str, str]) -> None:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "h2o_chat", "ask", *GREEDY, JAPAN],
+        env=cli_env,
+        encoding="utf-8",
+        timeout=120,
+    )
+    child.expect_exact(NOTICE)
+    child.expect_exact("loading SmolLM2-135M-Instruct…")
+    child.expect_exact("\x1b[K")  # the spinner's line is cleared before the answer
+    child.expect("Tokyo")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -13,7 +13,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     from h2o_chat.cli import ask, chat, models, serve
 
-    parser = argparse.ArgumentParser(prog="h2o-chat", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="h2o-chat",
+        description="Chat with models over the H2o (chat-ui + TGI) protocol, or serve them.",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log requests and errors to stderr"
     )
