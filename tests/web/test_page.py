@@ -66,6 +66,11 @@ def test_question_is_answered_and_history_stays(
     assert "<|" not in page.locator("#messages").inner_text()  # special tokens are skipped
     page.screenshot(path=str(artifacts / "web-desktop.png"))
 
+    page.reload()  # the tab's conversation comes back from GET /conversation/{id}
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(messages).to_have_count(4)
+    expect(messages.last).to_contain_text("Paris")
+
 
 def test_answer_streams_and_stop_frees_the_model(
     page: Page, server: RunningServer, artifacts: Path
