@@ -59,7 +59,7 @@ class Connection:
 
     def explain(self, exc: errors.H2oError) -> str:
         """One line saying what went wrong and what to do about it."""
-        url, message = self.url, exc.message
+        url, message = self.name, exc.message
         if isinstance(exc, errors.ConnectError):
             reason = re.sub(r"^cannot connect: (\[Errno -?\d+\] )?", "", message)
             hint = {
@@ -67,7 +67,7 @@ class Connection:
                 URL_ENV: f"or unset {URL_ENV} to use the built-in model",
             }.get(self.source, "")
             return (
-                f"cannot connect to {url}: {reason[:1].lower()}{reason[1:]}. "
+                f"cannot connect to {self.url}: {reason[:1].lower()}{reason[1:]}. "
                 f"Is the server running? Start one with 'h2o-chat serve' {hint}".rstrip()
                 + "."
             )
@@ -83,7 +83,7 @@ class Connection:
         if isinstance(exc, errors.NotFoundError):
             return f"{message}. Is {url} an h2o-chat server?"
         if isinstance(exc, errors.ServerError):
-            return f"the server at {url} failed ({message}). Its log says why."
+            return f"{url} failed ({message}). Its log says why."
         if isinstance(exc, errors.GenerationError):
             kind = f" ({exc.error_type})" if exc.error_type else ""
             return f"the model failed while answering{kind}: {message}"
