@@ -183,6 +183,20 @@ def _section(samples: dict[str, list[Timing]], tokens: int, rounds: int) -> Sect
                 summarize([t.ttft for t in timings]).show(scale=1e3, unit=" ms"),
             ),
         ]
+    if any(row.met is False for row in section.rows):
+        section.notes += [
+            "Why (b) trails (a): the per-token work the server adds is small against a token's "
+            "~15-20 ms (the builtin's log-probability over the 49,152-entry vocabulary: ~55 us; "
+            "the event, the middleware and the socket write: tens of us), and in one process "
+            "the builtin backend's loop (`BuiltinBackend.stream`) generated as fast as "
+            "`create_chat_completion` when compared by hand. (c), another process serving the "
+            "same model, shows a gap of the same order, and the spread is wide: what is left is "
+            "the cost of a server process sharing two noisy cores (its event loop, the worker "
+            "thread's hand-offs and the GIL) plus noise.",
+            "What would close it: more tokens and rounds on a quiet machine to tell noise from "
+            "cost, then py-spy on the server during (b) (not installed here); giving llama.cpp "
+            "as many threads as free cores (`n_threads`) would raise (a), (b) and (c) alike.",
+        ]
     return section
 
 
