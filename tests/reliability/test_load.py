@@ -1,0 +1,100 @@
+"""200 concurrent streams for a minute (``--load-seconds``): every token, in order, every time."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import h2o_chat
+from h2o_chat.protocol.types import END_OF_TEXT
+from tests.reliability.conftest import Lab, lab, still_serving
+
+STREAMS = 200
+WORDS = 16
+
+
+@pytest.fixture(scope="module")
+def load_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The synthetic echo model with a queue deep enough for every stream."""
+    tmp = tmp_path_factory.mktemp("load")
+    with lab(tmp, "--model", "echo=synthetic", "--queue-size", str(STREAMS)) as running:
+        yield running
+
+
+async def _streams(
+    client: h2o_chat.AsyncClient, worker: int, deadline: float, ttfts: list[float]
+) -> int:
+    """New conversations, one after the other until ``deadline``; each answer checked whole."""
+    done = 0
+    while time.monotonic() < deadline:
+        words = [f"s{worker}r{done}w{i}" for i in range(WORDS)]
+        expected = [words[0], *(" " + word for word in words[1:]), END_OF_TEXT]
+        started, texts = time.monotonic(), []
+        async for event in client.conversation("echo").stream(" ".join(words)):
+            if not texts:
+                ttfts.append(time.monotonic() - started)
+            texts.append(event.token.text)
+            final = event
+        assert texts == expected, (worker, done, texts)
+        assert final.generated_text == " ".join(words)
+        done += 1
+    return done
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@pytest.mark.reliability(
+    f"{STREAMS} concurrent streams (synthetic)",
+    section="Load",
+    did=(
+        f"One AsyncClient (pool raised to {STREAMS}), {STREAMS} tasks each streaming new "
+        f"conversations back to back for --load-seconds (60 by default); the echo engine "
+        f"answers {WORDS} numbered words (s<task>r<round>w<i>)"
+    ),
+    expect=(
+        "Every stream completes, every token arrives in order (exact list checked), no "
+        "errors; time to first token (call to first event, conversation creation included) "
+        "and server RSS reported"
+    ),
+)
+async def test_concurrent_streams(
+    load_lab: Lab, request: pytest.FixtureRequest, record_property: pytest.RecordProperty
+) -> None:
+    seconds = float(request.config.getoption("--load-seconds"))
+    limits = httpx.Limits(max_connections=STREAMS, max_keepalive_connections=STREAMS)
+    ttfts: list[float] = []
+    rss_before = load_lab.rss()
+    async with h2o_chat.AsyncClient(load_lab.url, limits=limits, max_retries=0) as client:
+        started = time.monotonic()
+        deadline = started + seconds
+        results = await asyncio.gather(
+            *(_streams(client, worker, deadline, ttfts) for worker in range(STREAMS)),
+            return_exceptions=True,
+        )
+        elapsed = time.monotonic() - started
+    failures = [r for r in results if isinstance(r, BaseException)]
+    completed = sum(r for r in results if isinstance(r, int))
+    record_property("seconds", round(elapsed, 1))
+    record_property("streams completed", completed)
+    record_property("tokens checked", completed * (WORDS + 1))
+    record_property("streams/s", completed / elapsed)
+    if ttfts:
+        record_property("TTFT p50 (ms)", 1000 * statistics.median(ttfts))
+        record_property("TTFT p99 (ms)", 1000 * _percentile(ttfts, 0.99))
+        record_property("TTFT max (ms)", 1000 * max(ttfts))
+    record_property(
+        "server RSS before/after (MiB)", f"{rss_before / 2**20:.0f}/{load_lab.rss() / 2**20:.0f}"
+    )
+    record_property("failed tasks", len(failures))
+    assert not failures, failures[:3]
+    assert all(isinstance(r, int) and r >= 1 for r in results)
+    assert len(ttfts) == completed
+    still_serving(load_lab.url)
