@@ -102,9 +102,29 @@ def run(bench: Bench) -> Section:
             ),
         ],
     )
+    section.notes.append(
+        "Where the client's time goes (a cProfile of one such run, taken by hand, against "
+        "`bench.replay`, so without the project's server): 21 s of 35 s in httpcore's "
+        "`AsyncConnectionPool._assign_requests_to_connections`, which scans every pooled "
+        "connection (`is_idle`, `has_expired`, a `poll` per idle socket) on each request and "
+        "release: O(connections) per request, O(n^2) per run. That, not the parser, bounds "
+        "tokens/s here; RSS stays low. What would close it: fewer requests per stream (a "
+        "`Conversation` turn is 1 request, `chat_stream` 2), or sharding the streams over "
+        "several `AsyncClient`s of ~100 connections each."
+    )
     errors = sorted({e for r in results for e in r["errors"]})
     if errors:
-        section.notes.append("Errors seen: " + "; ".join(errors))
+        section.notes.append(
+            "Errors seen: "
+            + "; ".join(errors)
+            + ". They carry no `__cause__`, so they come from the client's `_perform` (a "
+            "transport error while sending a request, before any token; never retried, as only "
+            "connect errors and timeouts are). Likely, not proven: a keep-alive race, as the "
+            "client's pool keeps idle connections 5 s (httpx's default `keepalive_expiry`), "
+            "exactly uvicorn's `timeout_keep_alive`, and the streams wait in the server's queue "
+            "for seconds. What would close it: a `keepalive_expiry` below the server's, and a "
+            "retry for a request that failed on a reused connection before any response."
+        )
     return section
 
 

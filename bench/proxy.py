@@ -92,8 +92,8 @@ class CountingProxy:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         try:
             await asyncio.gather(self._upload(reader, up_writer), _pipe(up_reader, writer))
-        except asyncio.CancelledError:
-            pass  # the relay is shutting down: the connection just closes
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # a peer reset the connection, or the relay is shutting down
         finally:
             for stream in (writer, up_writer):
                 stream.close()
