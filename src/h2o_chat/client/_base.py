@@ -56,7 +56,11 @@ Flow = Generator[Action, Outcome, T]
 
 @dataclass(slots=True, frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, for failures before any token was delivered."""
+    """Exponential backoff with full jitter, for failures before any token was delivered.
+
+    It is asked only about failures before a response arrived (transport errors while
+    sending) or error statuses; a stream that breaks after its first byte is never retried.
+    """
 
     max_retries: int = 2
     backoff: float = 0.5
@@ -69,6 +73,10 @@ class RetryPolicy:
             return None
         if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
             return min(error.retry_after, self.max_retry_after)
+        if isinstance(error, errors.StreamClosedError):
+            # Closed before any answer: a kept-alive connection the server had just closed.
+            # Nothing was processed; send again at once, on a new connection.
+            return 0.0
         retryable = isinstance(error, errors.ConnectError | errors.TimeoutError) or (
             isinstance(error, errors.HTTPStatusError) and error.status_code in RETRYABLE_STATUS
         )
