@@ -113,7 +113,9 @@ def connect(url: str | None, *, timeout: float = 120.0) -> Iterator[Connection]:
             url, source = os.environ[URL_ENV], URL_ENV
         else:
             url, source = stack.enter_context(_embedded_server()), "embedded"
-        client = stack.enter_context(Client(url, timeout=timeout, max_retries=0))
+        # One retry: a stale kept-alive connection or a passing 503 recovers; a server
+        # that is down still fails within half a second.
+        client = stack.enter_context(Client(url, timeout=timeout, max_retries=1))
         connection = Connection(client, url.rstrip("/"), source)
         try:
             yield connection
