@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+import h2o_chat
+from h2o_chat import errors
 from h2o_chat.protocol.types import ErrorEvent
 from tests.reliability.conftest import Lab, create, http, read_events, still_serving
+from tests.support.servers import free_port
 
 SECTION = "Bad input"
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -289,3 +292,18 @@ def test_inputs_over_the_context(test_lab: Lab, session: tuple[httpx.Client, str
     assert events[0].error_type == "validation"
     assert "must be <= 8192" in events[0].error
     still_serving(test_lab.url)
+
+
+@pytest.mark.reliability(
+    "Client: a message role of the wrong type",
+    section=SECTION,
+    did="client.chat with a role that is a list or a dict, against a port nobody listens on",
+    expect="InvalidRequestError naming the role, before any network access",
+)
+@pytest.mark.parametrize("role", [[], {}, ["user"]], ids=repr)
+def test_client_refuses_a_role_of_the_wrong_type(role: Any) -> None:
+    with (
+        h2o_chat.Client(f"http://127.0.0.1:{free_port()}", max_retries=0) as client,
+        pytest.raises(errors.InvalidRequestError, match="role"),
+    ):
+        client.chat("falcon-7b", [{"role": role, "content": "hi"}])
