@@ -8,6 +8,7 @@ import pytest
 
 import h2o_chat.provider as provider
 from h2o_chat.errors import InvalidRequestError
+from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS
 from h2o_chat.protocol.prompt import flatten_messages
 from tests.support.faultserver import FaultServer
 
@@ -35,14 +36,7 @@ def test_stream_yields_text_tokens_and_sends_the_seeds_payload(
     assert tokens == ["Hello", " wide", " world", "!"]
     body = fault.bodies[-1]
     assert body["inputs"] == flatten_messages(MESSAGES)
-    assert body["parameters"] == {
-        "temperature": 0.4,
-        "truncate": 2048,
-        "max_new_tokens": 1024,
-        "do_sample": True,
-        "repetition_penalty": 1.2,
-        "return_full_text": False,
-    }
+    assert body["parameters"] == DEFAULT_PARAMETERS  # the seed's values, checked literally
     assert body["stream"] is True
     options = body["options"]
     assert {k: options[k] for k in ("is_retry", "use_cache", "web_search_id")} == {

@@ -13,7 +13,7 @@ from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
     BaseClient,
-    ConversationState,
+    BaseConversation,
     Flow,
     Outcome,
     Send,
@@ -142,24 +142,8 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         return response
 
 
-class AsyncConversation:
+class AsyncConversation(BaseConversation["AsyncClient"]):
     """The asyncio twin of :class:`~h2o_chat.Conversation`."""
-
-    def __init__(
-        self, client: AsyncClient, model_id: str, system: str | None = None, id: str | None = None
-    ) -> None:
-        self._client = client
-        self.state = ConversationState(model_id, system, id)
-
-    @property
-    def id(self) -> str | None:
-        """The server's conversation id, once the first turn created it."""
-        return self.state.id
-
-    @property
-    def messages(self) -> list[dict[str, str]]:
-        """The exchanges completed through this object, oldest first."""
-        return self.state.messages
 
     async def send(
         self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any

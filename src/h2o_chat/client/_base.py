@@ -140,6 +140,29 @@ class ConversationState:
         self.messages.append({"role": "assistant", "content": receiver.completion().text})
 
 
+ClientT = TypeVar("ClientT")
+
+
+class BaseConversation(Generic[ClientT]):
+    """What :class:`Conversation` and :class:`AsyncConversation` share: the client and state."""
+
+    def __init__(
+        self, client: ClientT, model_id: str, system: str | None = None, id: str | None = None
+    ) -> None:
+        self._client = client
+        self.state = ConversationState(model_id, system, id)
+
+    @property
+    def id(self) -> str | None:
+        """The server's conversation id, once the first turn created it."""
+        return self.state.id
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The exchanges completed through this object, oldest first."""
+        return self.state.messages
+
+
 @dataclass(slots=True)
 class Turn:
     """One validated message for a conversation, with its parameters and options."""

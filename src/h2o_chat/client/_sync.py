@@ -14,7 +14,7 @@ from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
     BaseClient,
-    ConversationState,
+    BaseConversation,
     Flow,
     Outcome,
     Send,
@@ -146,24 +146,8 @@ class Client(BaseClient[httpx.Client]):
         return response
 
 
-class Conversation:
+class Conversation(BaseConversation["Client"]):
     """A conversation on the server: each turn sends only the new message."""
-
-    def __init__(
-        self, client: Client, model_id: str, system: str | None = None, id: str | None = None
-    ) -> None:
-        self._client = client
-        self.state = ConversationState(model_id, system, id)
-
-    @property
-    def id(self) -> str | None:
-        """The server's conversation id, once the first turn created it."""
-        return self.state.id
-
-    @property
-    def messages(self) -> list[dict[str, str]]:
-        """The exchanges completed through this object, oldest first."""
-        return self.state.messages
 
     def send(
         self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
