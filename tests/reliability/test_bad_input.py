@@ -53,6 +53,11 @@ JSON = {"content-type": "application/json"}
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 SETTINGS_FORM = b"ethicsModalAccepted=true&activeModel=echo"
 CONVERSE = "/conversation/{id}"
+ID_ROUTES = [(m, CONVERSE) for m in ("GET", "POST", "DELETE")] + [
+    ("POST", CONVERSE + "/stop-generating")
+]
+BAD_IDS = {"malformed": "not-an-id", "upper-case": "A" * 24, "unknown": UNKNOWN_ID}
+TRAVERSAL = "/conversation/..%2F..%2Fetc%2Fpasswd"
 V1 = "/v1/chat/completions"
 V1_OK = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -121,38 +126,17 @@ CASES = [
     ),
     *(
         Bad(
-            f"malformed conversation id ({method} {path})",
-            path,
+            f"{kind} conversation id ({method} {route.format(id=bad_id)})",
+            route.format(id=bad_id),
             404,
             "not found",
             json=OK_TURN,
             method=method,
         )
-        for method, path in [
-            ("GET", "/conversation/not-an-id"),
-            ("POST", "/conversation/not-an-id"),
-            ("DELETE", "/conversation/not-an-id"),
-            ("POST", "/conversation/not-an-id/stop-generating"),
-            ("GET", "/conversation/..%2F..%2Fetc%2Fpasswd"),
-            ("GET", "/conversation/" + "A" * 24),
-        ]
+        for kind, bad_id in BAD_IDS.items()
+        for method, route in ID_ROUTES
     ),
-    *(
-        Bad(
-            f"unknown conversation id ({method} {path})",
-            path,
-            404,
-            "not found",
-            json=OK_TURN,
-            method=method,
-        )
-        for method, path in [
-            ("GET", f"/conversation/{UNKNOWN_ID}"),
-            ("POST", f"/conversation/{UNKNOWN_ID}"),
-            ("DELETE", f"/conversation/{UNKNOWN_ID}"),
-            ("POST", f"/conversation/{UNKNOWN_ID}/stop-generating"),
-        ]
-    ),
+    Bad("path traversal as a conversation id", TRAVERSAL, 404, "not found", method="GET"),
     Bad(
         "form POST without a referer",
         "/settings",
