@@ -6,19 +6,16 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import orjson
 
 from bench import Bench, servers
-from bench.report import Row, Section
+from bench.report import Row, Section, bars
 from bench.stats import ratios, summarize
 from h2o_chat import Client
 from h2o_chat.server.backends.builtin import smollm2_path
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 DIRECT = "(a) llama-cpp-python direct"
@@ -158,7 +155,7 @@ def _section(samples: dict[str, list[Timing]], tokens: int, rounds: int) -> Sect
         "Generation rate: tokens after the first over the time from the first to the "
         "last. llama.cpp keeps the prompt's KV cache between calls with the same prompt, so the "
         "time to first token is mostly each way's per-request cost, not prompt processing.",
-        draw=functools.partial(_draw, rates),
+        draw=functools.partial(bars, samples=rates, label="generation tokens/s"),
     )
     for name, timings in samples.items():
         counts = summarize([t.tokens for t in timings])
@@ -198,16 +195,3 @@ def _section(samples: dict[str, list[Timing]], tokens: int, rounds: int) -> Sect
             "as many threads as free cores (`n_threads`) would raise (a), (b) and (c) alike.",
         ]
     return section
-
-
-def _draw(rates: dict[str, list[float]], ax: Axes) -> None:
-    names = list(rates)
-    stats = [summarize(rates[name]) for name in names]
-    ax.barh(
-        names,
-        [s.median for s in stats],
-        xerr=[[s.median - s.q1 for s in stats], [s.q3 - s.median for s in stats]],
-        color="tab:green",
-    )
-    ax.invert_yaxis()
-    ax.set_xlabel("generation tokens/s (median, IQR)")

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.stats import summarize
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -116,6 +118,23 @@ def markdown(sections: Sequence[Section], command: str, plot: str, seconds: floa
     else:
         parts.append("Every target was met in this run.")
     return "\n".join(parts) + "\n"
+
+
+def medians_and_spread(
+    series: Sequence[Sequence[float]], scale: float = 1.0
+) -> tuple[list[float], list[list[float]]]:
+    """Medians of each series and their IQR as matplotlib error bars (below, above)."""
+    stats = [summarize(values) for values in series]
+    below = [(s.median - s.q1) * scale for s in stats]
+    return [s.median * scale for s in stats], [below, [(s.q3 - s.median) * scale for s in stats]]
+
+
+def bars(ax: Axes, samples: dict[str, list[float]], label: str, scale: float = 1.0) -> None:
+    """Horizontal bars of each series' median with its IQR, first series on top."""
+    medians, errors = medians_and_spread(list(samples.values()), scale)
+    ax.barh(list(samples), medians, xerr=errors)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{label} (median, IQR)")
 
 
 def plot(sections: Sequence[Section], path: Path) -> None:

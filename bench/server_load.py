@@ -11,7 +11,7 @@ import httpx
 
 from bench import Bench, servers
 from bench.replay import CONVERSATION_ID, synthetic_events
-from bench.report import Row, Section
+from bench.report import Row, Section, medians_and_spread
 from bench.stats import ratios, summarize
 from h2o_chat.protocol import payloads
 
@@ -54,7 +54,8 @@ async def measure(bench: Bench, levels: dict[int, int]) -> dict[int, dict[str, l
     """Per level (concurrent streams -> tokens each): tokens/s of both servers, interleaved."""
     rounds = bench.pick(3, 1)
     results: dict[int, dict[str, list[float]]] = {}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # idle connections expire before uvicorn's 5 s keep-alive closes them: no reuse race
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2)
     options = ("--queue-size", "200", "--log-level", "warning")
     with (
         servers.h2o(bench.workdir, {MODEL: f"synthetic:{MAX_TOKENS}"}, *options) as h2o_url,
@@ -144,15 +145,8 @@ def run(bench: Bench) -> Section:
 def _draw(results: dict[int, dict[str, list[float]]], ax: Axes) -> None:
     levels = list(results)
     for name in ("bare endpoint", "project server"):
-        stats = [summarize(results[level][name]) for level in levels]
-        ax.errorbar(
-            levels,
-            [s.median for s in stats],
-            yerr=[[s.median - s.q1 for s in stats], [s.q3 - s.median for s in stats]],
-            marker="o",
-            capsize=3,
-            label=name,
-        )
+        medians, errors = medians_and_spread([results[level][name] for level in levels])
+        ax.errorbar(levels, medians, yerr=errors, marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("concurrent streams")
     ax.set_ylabel("tokens/s (median, IQR)")

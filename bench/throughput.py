@@ -8,21 +8,17 @@ import cProfile
 import functools
 import pstats
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 import orjson
 
 from bench import MESSAGES, SEED_MODEL, Bench, seed, servers
 from bench.replay import CONVERSATION_ID, synthetic_events
-from bench.report import Row, Section
+from bench.report import Row, Section, bars
 from bench.stats import ratios, summarize, timed
 from h2o_chat import AsyncClient, Client, provider
 from h2o_chat.protocol import payloads
 from h2o_chat.protocol.stream import StreamParser
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 CHUNK_BYTES = 65536
 SEED = "seed's code (requests)"
@@ -142,7 +138,7 @@ def run(bench: Bench) -> Section:
                 met if client else None,
             )
         )
-    section.draw = functools.partial(_draw, samples)
+    section.draw = functools.partial(bars, samples=samples, label="M tokens/s", scale=1e-6)
     if any(row.met is False for row in section.rows):
         section.notes += [
             f"Why: cProfile of one `{SYNC}` read of {tokens:,} tokens, own time: {profile}. "
@@ -184,13 +180,3 @@ def hot_spots(read: Callable[[int], int], tokens: int, top: int = 6) -> str:
         f"`{name}` ({path.rsplit('/', 1)[-1]}:{line}) {own / total:.0%}"
         for (path, line, name), (_, _, own, _, _) in rows
     )
-
-
-def _draw(samples: dict[str, list[float]], ax: Axes) -> None:
-    names = list(samples)
-    stats = [summarize(samples[name]) for name in names]
-    medians = [s.median / 1e6 for s in stats]
-    errors = [[(s.median - s.q1) / 1e6 for s in stats], [(s.q3 - s.median) / 1e6 for s in stats]]
-    ax.barh(names, medians, xerr=errors, color="tab:blue")
-    ax.invert_yaxis()
-    ax.set_xlabel("M tokens/s (median, IQR)")
