@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from tests.reliability.backends import TRACE_ENV, read_trace
 from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 
 REPO = Path(__file__).resolve().parents[2]
+RecordProperty = Callable[[str, object], None]  # pytest's record_property fixture
 BACKENDS = "python:tests.reliability.backends"
 TEST_MODELS = (
     *("--model", "echo=synthetic"),
@@ -83,6 +84,12 @@ def upstream(tmp_path: Path) -> Iterator[str]:
     log = tmp_path / f"upstream-{port}.log"
     with run_process(argv, port, log, "/v1/models", {"PYTHONPATH": str(REPO)}) as server:
         yield server.url + "/v1"
+
+
+def abandon(stream: Iterator[Any]) -> None:
+    """Close a sync client's answer stream half-read: its connection is closed at once."""
+    assert isinstance(stream, Generator)
+    stream.close()
 
 
 def unique(prefix: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import h2o_chat
 from h2o_chat import errors
 from h2o_chat.protocol.types import ErrorEvent
-from tests.reliability.conftest import Lab, create, http, read_events, still_serving
+from tests.reliability.conftest import Lab, RecordProperty, create, http, read_events, still_serving
 from tests.support.servers import free_port
 
 SECTION = "Bad input"
@@ -234,7 +234,7 @@ def test_bad_request_is_a_clear_4xx(
     test_lab: Lab,
     session: tuple[httpx.Client, str],
     case: Bad,
-    record_property: pytest.RecordProperty,
+    record_property: RecordProperty,
 ) -> None:
     client, conversation_id = session
     headers = {k: v.replace("{url}", test_lab.url) for k, v in case.headers.items()}

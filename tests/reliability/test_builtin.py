@@ -6,18 +6,27 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import h2o_chat
 from h2o_chat import errors
-from tests.reliability.conftest import Lab, lab, session_headers, still_serving
+from tests.reliability.conftest import (
+    Lab,
+    RecordProperty,
+    abandon,
+    lab,
+    session_headers,
+    still_serving,
+)
 
 MODEL = "smol"
 MODELS = ("--model", f"{MODEL}=builtin", "--model", "echo=synthetic")
 STORY = "Write a very long story about a dragon who learns to count to one thousand."
-LONG = {"max_new_tokens": 2000, "temperature": 1.0, "seed": 7}  # about 40 s if left to run
+# A long answer (seeded sampling runs the whole length): about 40 s if left to run.
+LONG: dict[str, Any] = {"max_new_tokens": 2000, "temperature": 1.0, "seed": 7}
 LIVENESS_SECONDS = 10.0
 QUEUE_SIZE = 2
 BURST = 10
@@ -47,7 +56,7 @@ def _overloaded(client: h2o_chat.Client) -> bool:
     expect="The model is free again within moments of the disconnect; the server keeps serving",
 )
 def test_disconnect_frees_the_builtin_model(
-    tmp_path: Path, record_property: pytest.RecordProperty
+    tmp_path: Path, record_property: RecordProperty
 ) -> None:
     with (
         lab(tmp_path, *MODELS, "--queue-size", "0") as running,
@@ -57,7 +66,7 @@ def test_disconnect_frees_the_builtin_model(
         stream = client.conversation(MODEL).stream(STORY, **LONG)
         received = [event.token.text for _, event in zip(range(3), stream, strict=False)]
         busy_before = _overloaded(other)
-        stream.close()
+        abandon(stream)
         left, attempts = time.monotonic(), 1
         while _overloaded(other) and time.monotonic() - left < LIVENESS_SECONDS:
             attempts += 1
@@ -105,7 +114,7 @@ async def _ask(client: h2o_chat.AsyncClient, seed: int) -> str:
     ),
 )
 async def test_queue_overflow_and_flat_memory(
-    builtin_lab: Lab, record_property: pytest.RecordProperty
+    builtin_lab: Lab, record_property: RecordProperty
 ) -> None:
     limits = httpx.Limits(max_connections=BURST * 2, max_keepalive_connections=BURST * 2)
     rss: list[int] = []

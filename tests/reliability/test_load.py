@@ -14,7 +14,7 @@ import pytest
 import h2o_chat
 from h2o_chat import errors
 from h2o_chat.protocol.types import END_OF_TEXT
-from tests.reliability.conftest import Lab, lab, still_serving
+from tests.reliability.conftest import Lab, RecordProperty, lab, still_serving
 
 STREAMS = 200
 WORDS = 16
@@ -44,7 +44,7 @@ async def _streams(
     while time.monotonic() < deadline:
         words = [f"s{worker}r{streams}w{i}" for i in range(WORDS)]
         expected = [words[0], *(" " + word for word in words[1:]), END_OF_TEXT]
-        started, texts = time.monotonic(), []
+        started, texts = time.monotonic(), list[str]()
         streams += 1
         try:
             async for event in client.conversation("echo").stream(" ".join(words)):
@@ -80,7 +80,7 @@ def _percentile(values: list[float], fraction: float) -> float:
     ),
 )
 async def test_concurrent_streams(
-    load_lab: Lab, request: pytest.FixtureRequest, record_property: pytest.RecordProperty
+    load_lab: Lab, request: pytest.FixtureRequest, record_property: RecordProperty
 ) -> None:
     seconds = float(request.config.getoption("--load-seconds"))
     limits = httpx.Limits(max_connections=STREAMS, max_keepalive_connections=STREAMS)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from h2o_chat.protocol.parameters import KNOWN_PARAMETERS
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
-from tests.reliability.conftest import Lab, create, http, read_events
+from tests.reliability.conftest import Lab, RecordProperty, create, http, read_events
 
 EXAMPLES = 200
 ERROR_TYPES = {"generation", "overloaded", "validation", "incomplete_generation"}
@@ -189,7 +189,7 @@ ROUTES: dict[str, tuple[str, st.SearchStrategy[Any], str]] = {
 )
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_arbitrary_json_never_fails(
-    session: tuple[httpx.Client, str], route: str, record_property: pytest.RecordProperty
+    session: tuple[httpx.Client, str], route: str, record_property: RecordProperty
 ) -> None:
     client, conversation_id = session
     path, bodies, fields = ROUTES[route]

@@ -17,6 +17,7 @@ import httpx
 import openai
 import psutil
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from h2o_chat.protocol.payloads import SESSION_COOKIE
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
@@ -24,6 +25,7 @@ from tests.reliability.backends import SECRET, TRAP_ID
 from tests.reliability.conftest import (
     REPO,
     Lab,
+    RecordProperty,
     create,
     http,
     lab,
@@ -109,7 +111,7 @@ def _longest_shared_prefix(ids: list[str]) -> int:
         "35-65 % of ids, no two ids sharing 8 leading hex digits (no clock or counter)"
     ),
 )
-def test_conversation_ids_are_random(test_lab: Lab, record_property: pytest.RecordProperty) -> None:
+def test_conversation_ids_are_random(test_lab: Lab, record_property: RecordProperty) -> None:
     ids = []
     for _ in range(4):
         with http(test_lab.url) as client:
@@ -147,7 +149,7 @@ def _set_cookie(response: httpx.Response) -> dict[str, str]:
         "(plain http); 50 distinct uuid4 values; a request that has the cookie gets none"
     ),
 )
-def test_session_cookie_flags(test_lab: Lab, record_property: pytest.RecordProperty) -> None:
+def test_session_cookie_flags(test_lab: Lab, record_property: RecordProperty) -> None:
     values = []
     for index in range(50):
         with httpx.Client(base_url=test_lab.url) as client:
@@ -199,7 +201,7 @@ def _reachable(host: str, port: int) -> bool:
     ),
     expect="It listens on 127.0.0.1 only; every other local address refuses the connection",
 )
-def test_binds_loopback_by_default(tmp_path: Path, record_property: pytest.RecordProperty) -> None:
+def test_binds_loopback_by_default(tmp_path: Path, record_property: RecordProperty) -> None:
     port = free_port()
     argv = [sys.executable, "-m", "h2o_chat", "serve", "--port", str(port)]
     argv += ["--db", str(tmp_path / "db.sqlite3"), "--model", "echo=synthetic"]
@@ -242,7 +244,7 @@ INTERNAL_ERRORS = [
 )
 @pytest.mark.parametrize(("method", "path", "body"), INTERNAL_ERRORS)
 def test_error_bodies_carry_no_internals(
-    test_lab: Lab, method: str, path: str, body: Any, record_property: pytest.RecordProperty
+    test_lab: Lab, method: str, path: str, body: Any, record_property: RecordProperty
 ) -> None:
     with http(test_lab.url) as client:
         response = client.request(method, path, json=body)
@@ -304,7 +306,8 @@ def keyed_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     expect="401 with an OpenAI error (invalid_api_key) without it; answers with it",
 )
 def test_api_key_is_required(keyed_lab: Lab) -> None:
-    body = {"model": "echo", "messages": [{"role": "user", "content": "open sesame"}]}
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "open sesame"}]
+    body = {"model": "echo", "messages": messages}
     refused = [{}, {"authorization": "Bearer wrong"}, {"authorization": API_KEY}]
     with httpx.Client(base_url=keyed_lab.url) as client:
         for headers in refused:
@@ -316,9 +319,9 @@ def test_api_key_is_required(keyed_lab: Lab) -> None:
         openai.OpenAI(base_url=keyed_lab.url + "/v1", api_key="wrong", max_retries=0) as wrong,
         pytest.raises(openai.AuthenticationError),
     ):
-        wrong.chat.completions.create(model="echo", messages=body["messages"])
+        wrong.chat.completions.create(model="echo", messages=messages)
     with openai.OpenAI(base_url=keyed_lab.url + "/v1", api_key=API_KEY, max_retries=0) as right:
         assert [m.id for m in right.models.list()] == ["echo"]
-        answer = right.chat.completions.create(model="echo", messages=body["messages"])
+        answer = right.chat.completions.create(model="echo", messages=messages)
         assert answer.choices[0].message.content == "open sesame"
     still_serving(keyed_lab.url)

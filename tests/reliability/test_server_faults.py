@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,8 @@ from tests.reliability.backends import SECRET, token_text
 from tests.reliability.conftest import (
     TEST_MODELS,
     Lab,
+    RecordProperty,
+    abandon,
     http,
     lab,
     session_headers,
@@ -33,7 +36,7 @@ def _numbered(count: int) -> str:
     return "".join(token_text(i) for i in range(count))
 
 
-def _first_token_seconds(url: str, model: str, **parameters: object) -> float:
+def _first_token_seconds(url: str, model: str, **parameters: Any) -> float:
     """Seconds until the first token of a new answer; the answer is then read to its end."""
     started = time.monotonic()
     with h2o_chat.Client(url, headers=session_headers()) as client:
@@ -57,14 +60,12 @@ def _first_token_seconds(url: str, model: str, **parameters: object) -> float:
         "answer's first token arrives at once"
     ),
 )
-def test_disconnect_stops_the_generation(
-    test_lab: Lab, record_property: pytest.RecordProperty
-) -> None:
+def test_disconnect_stops_the_generation(test_lab: Lab, record_property: RecordProperty) -> None:
     label = unique("disconnect")
     with h2o_chat.Client(test_lab.url, headers=session_headers()) as client:
         stream = client.conversation("slow").stream(label, max_new_tokens=LONG_ANSWER)
         received = [event.token.text for _, event in zip(range(3), stream, strict=False)]
-        stream.close()
+        abandon(stream)
         left = time.time()
     next_first_token = _first_token_seconds(test_lab.url, "slow", max_new_tokens=3)
     end = test_lab.wait_for_end(label)
@@ -92,7 +93,7 @@ def test_disconnect_stops_the_generation(
         "within one token; the partial answer is stored; the next turn works"
     ),
 )
-async def test_stop_generating(test_lab: Lab, record_property: pytest.RecordProperty) -> None:
+async def test_stop_generating(test_lab: Lab, record_property: RecordProperty) -> None:
     label, headers = unique("stop"), session_headers()
     async with h2o_chat.AsyncClient(test_lab.url, headers=headers) as client:
         conversation = client.conversation("slow")
@@ -109,7 +110,6 @@ async def test_stop_generating(test_lab: Lab, record_property: pytest.RecordProp
             for line in test_lab.trace(label)
             if line["event"] == "token" and line["t"] > stopped
         ]
-        record_property("tokens before stop", 3)
         record_property("tokens received", len(received))
         record_property("generated after stop", len(after))
         assert caught.value.partial_text == "".join(received)
@@ -187,9 +187,7 @@ def upstream_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     ),
 )
 @pytest.mark.parametrize("mode", list(UPSTREAM_CASES))
-def test_upstream_faults(
-    upstream_lab: Lab, mode: str, record_property: pytest.RecordProperty
-) -> None:
+def test_upstream_faults(upstream_lab: Lab, mode: str, record_property: RecordProperty) -> None:
     _, error, message, partial = UPSTREAM_CASES[mode]
     started = time.monotonic()
     with h2o_chat.Client(upstream_lab.url, headers=session_headers(), timeout=30) as client:
@@ -215,7 +213,7 @@ def test_upstream_faults(
         "seconds; after the restart both conversations are intact and a new turn works"
     ),
 )
-def test_sigterm_during_a_stream(tmp_path: Path, record_property: pytest.RecordProperty) -> None:
+def test_sigterm_during_a_stream(tmp_path: Path, record_property: RecordProperty) -> None:
     db, headers = tmp_path / "kept.sqlite3", session_headers()
     label = unique("sigterm")
     with lab(tmp_path, *TEST_MODELS, db=db) as running:
