@@ -151,7 +151,7 @@ def test_status_errors_are_typed_and_not_retried(
     ("fault_name", "error", "message"),
     [
         ("reset", errors.StreamClosedError, "connection broken"),
-        ("malformed", errors.MalformedStreamError, "not JSON"),
+        ("malformed", errors.MalformedStreamError, "malformed event"),
         ("error", errors.GenerationError, "overloaded"),
         ("endless", errors.MalformedStreamError, "over"),
         ("stall", errors.TimeoutError, "read timeout"),

@@ -36,7 +36,8 @@ def test_stream_yields_text_tokens_and_sends_the_seeds_payload(
     assert tokens == ["Hello", " wide", " world", "!"]
     body = fault.bodies[-1]
     assert body["inputs"] == flatten_messages(MESSAGES)
-    assert body["parameters"] == DEFAULT_PARAMETERS  # checked against the seed's literals in tests/protocol
+    # DEFAULT_PARAMETERS is checked against the seed's literals in tests/protocol.
+    assert body["parameters"] == DEFAULT_PARAMETERS
     assert body["stream"] is True
     options = body["options"]
     assert {k: options[k] for k in ("is_retry", "use_cache", "web_search_id")} == {

@@ -1,17 +1,21 @@
-"""Typed events of the TGI stream, as chat-ui passed them through."""
+"""Typed events of the TGI stream, as chat-ui passed them through, and results.
+
+They are :mod:`msgspec` structs: the stream parser decodes wire JSON straight into them,
+with their types checked in C, and the encoder writes them back in TGI's field order.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 FinishReason = Literal["length", "eos_token", "stop_sequence"]
 
 END_OF_TEXT = "<|endoftext|>"  # the text of the h2oGPT models' end-of-sequence token
 
 
-@dataclass(slots=True, frozen=True)
-class Token:
+class Token(msgspec.Struct, frozen=True, gc=False):
     """One generated token: its id, text, log-probability and whether it is a special token."""
 
     id: int
@@ -20,8 +24,7 @@ class Token:
     special: bool = False
 
 
-@dataclass(slots=True, frozen=True)
-class Details:
+class Details(msgspec.Struct, frozen=True, gc=False):
     """Sent on the last event when the request asked for ``details``."""
 
     finish_reason: FinishReason
@@ -29,8 +32,7 @@ class Details:
     seed: int | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class StreamResponse:
+class StreamResponse(msgspec.Struct, frozen=True, gc=False):
     """One event: a token; the last one also carries ``generated_text`` (and ``details``)."""
 
     token: Token
@@ -42,19 +44,14 @@ class StreamResponse:
         return self.generated_text is not None
 
 
-@dataclass(slots=True, frozen=True)
-class ErrorEvent:
+class ErrorEvent(msgspec.Struct, frozen=True, gc=False):
     """An error the server reported inside the stream (HTTP status 200)."""
 
     error: str
     error_type: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": self.error, "error_type": self.error_type}
 
-
-@dataclass(slots=True, frozen=True)
-class Completion:
+class Completion(msgspec.Struct, frozen=True):
     """A whole answer: its text (special tokens left out), every token, and how it ended."""
 
     text: str
@@ -63,8 +60,7 @@ class Completion:
     conversation_id: str | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class ModelInfo:
+class ModelInfo(msgspec.Struct, frozen=True):
     """A model a server serves (``GET /api/models``)."""
 
     id: str
@@ -73,9 +69,5 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "backend": self.backend,
-            "context_length": self.context_length,
-            "aliases": list(self.aliases),
-        }
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
