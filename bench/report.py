@@ -6,6 +6,7 @@ import datetime
 import math
 import os
 import platform
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -70,13 +71,22 @@ def machine() -> list[str]:
         f"{name} {metadata.version(name)}"
         for name in ("h2o-chat", "httpx", "llama_cpp_python", "requests", "uvicorn", "starlette")
     )
+    head = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "--", "src")
+    code = f"commit {head}" + (", with uncommitted changes in src/" if dirty else "")
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return [
         f"- Machine: {cpu}, {os.cpu_count()} cores, {ram:.1f} GiB RAM, {platform.system()} "
         f"{platform.release()}",
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Versions: Python {platform.python_version()}, {versions}",
+        f"- Code measured: {code}",
     ]
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
 
 
 def markdown(sections: Sequence[Section], command: str, plot: str, seconds: float) -> str:

@@ -143,19 +143,17 @@ def run(bench: Bench) -> Section:
         section.notes += [
             f"Why: cProfile of one `{SYNC}` read of {tokens:,} tokens, own time: {profile}. "
             "The parser alone (no I/O, same bytes) is slower than the bare reader with its I/O: "
-            "each event costs a per-line Python loop with a length check per line, an "
-            "`orjson.loads`, isinstance checks and two frozen dataclasses (`Token`, "
-            "`StreamResponse`), whose `__init__` goes through `object.__setattr__` (measured "
-            "here ~0.5 us each, vs ~0.15 us for a non-frozen `slots` dataclass). Since the bare "
-            "reader is itself only 3.5-6x the seed on this machine, >= 5x the seed needs the "
-            "client to be as fast as the bare reader.",
-            "What would close it (in `h2o_chat.protocol`, not done here): decode all the complete "
-            "events of a chunk with one `orjson.loads` of a JSON array (measured 0.36 vs 0.72 us "
-            "per event), build the events without frozen-dataclass `__init__` (non-frozen slots "
-            "or a `__new__` fast path), and check line lengths only when the buffer exceeds "
-            "`max_line_bytes`. A prototype of these parsed 0.83 M events/s vs 0.41 M for "
-            "`StreamParser` on the same bytes (2x); the last gap is the per-event generator "
-            "`yield` that a typed-event iterator cannot avoid.",
+            "per event the client decodes JSON, validates it, builds typed events, keeps the "
+            "receiver's bookkeeping and yields through its generator layers, where the bare "
+            "reader only decodes. Since the bare reader is itself only 3-6x the seed on this "
+            "machine, >= 5x the seed needs the client to be as fast as the bare reader.",
+            "What would close it (in `h2o_chat.protocol` and the client; measured by hand with "
+            "a prototype against the committed parser): decode all the complete events of a "
+            "chunk with one `orjson.loads` of a JSON array (0.36 vs 0.72 us per event), build "
+            "events without frozen-dataclass `__init__` (~0.5 us each vs ~0.15 us non-frozen), "
+            "and check line lengths only when the buffer exceeds `max_line_bytes`: 0.83 M vs "
+            "0.41 M events/s on the same bytes (2x). The last gap is the per-event `yield` a "
+            "typed-event iterator cannot avoid.",
         ]
     return section
 
