@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from h2o_chat.errors import H2oError, MalformedStreamError
 from h2o_chat.protocol.stream import StreamParser, encode_error, encode_event, parse_event
 from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
+from tests.support.chunking import split_at
 
 TEXTS = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=8)
 TOKENS = st.builds(
@@ -35,16 +36,6 @@ def _render(events: list[StreamResponse], *, space: bool, crlf: bool, comments: 
         out.append(raw)
     body = b"".join(out)
     return body.replace(b"\n", b"\r\n") if crlf else body
-
-
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({min(c, len(data)) for c in cuts})
-    pieces, last = [], 0
-    for point in points:
-        pieces.append(data[last:point])
-        last = point
-    pieces.append(data[last:])
-    return pieces
 
 
 def _parse(pieces: list[bytes]) -> list[object]:
@@ -80,7 +71,7 @@ def test_any_chunking_yields_the_same_events(
     events = [StreamResponse(t) for t in tokens[:-1]]
     events.append(StreamResponse(tokens[-1], text, Details("eos_token", len(tokens), 7)))
     data = _render(events, space=space, crlf=crlf, comments=comments)
-    assert _parse(_split(data, cuts)) == events
+    assert _parse(split_at(data, cuts)) == events
     assert _parse([bytes([b]) for b in data]) == events  # one byte at a time: split UTF-8 too
 
 
@@ -94,7 +85,7 @@ def test_any_chunking_yields_the_same_events(
 @given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=10))
 def test_arbitrary_bytes_raise_only_project_errors(data: bytes, cuts: list[int]) -> None:
     with contextlib.suppress(H2oError):
-        _parse(_split(data, cuts))
+        _parse(split_at(data, cuts))
 
 
 @pytest.mark.reliability(
