@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 from collections import Counter
@@ -69,25 +70,29 @@ def _percentile(values: list[float], fraction: float) -> float:
     f"{STREAMS} concurrent streams (synthetic)",
     section="Load",
     did=(
-        f"One AsyncClient (pool raised to {STREAMS}), {STREAMS} tasks each streaming new "
-        f"conversations back to back for --load-seconds (60 by default); the echo engine "
-        f"answers {WORDS} numbered words (s<task>r<round>w<i>)"
+        f"One AsyncClient (pool raised to {STREAMS}, default retries), {STREAMS} tasks each "
+        "streaming new conversations back to back for --load-seconds (60 by default); the "
+        f"echo engine answers {WORDS} numbered words (s<task>r<round>w<i>)"
     ),
     expect=(
         "Every stream completes, every token arrives in order (exact list checked), no "
-        "stream fails; time to first token (call to first event, conversation creation included) "
-        "and server RSS reported"
+        "stream fails; time to first token (call to first event, conversation creation "
+        "included), requests the client resent before an answer, and server RSS reported"
     ),
 )
 async def test_concurrent_streams(
-    load_lab: Lab, request: pytest.FixtureRequest, record_property: RecordProperty
+    load_lab: Lab,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    record_property: RecordProperty,
 ) -> None:
     seconds = float(request.config.getoption("--load-seconds"))
     limits = httpx.Limits(max_connections=STREAMS, max_keepalive_connections=STREAMS)
     ttfts: list[float] = []
     failures: list[errors.H2oError] = []
     rss_before = load_lab.rss()
-    async with h2o_chat.AsyncClient(load_lab.url, limits=limits, max_retries=0) as client:
+    caplog.set_level(logging.INFO, logger="h2o_chat")  # the client logs every resend
+    async with h2o_chat.AsyncClient(load_lab.url, limits=limits) as client:
         started = time.monotonic()
         deadline = started + seconds
         results = await asyncio.gather(
@@ -109,6 +114,10 @@ async def test_concurrent_streams(
         "server RSS before/after (MiB)", f"{rss_before / 2**20:.0f}/{load_lab.rss() / 2**20:.0f}"
     )
     record_property("failed", len(failures))
+    resent = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retry ")]
+    record_property("requests resent before an answer", len(resent))
+    if resent:
+        record_property("first resend", resent[0])
     if failures:
         kinds = Counter(
             f"{type(f).__name__}: {f.message} (partial {f.partial_text!r})" for f in failures
