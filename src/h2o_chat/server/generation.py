@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from h2o_chat.errors import InvalidRequestError
@@ -100,11 +100,18 @@ def build_turn(
 class Outcome:
     """How a generation went: its text, token count, finish reason or error."""
 
-    text: str = ""  # the generated text, special tokens left out
+    parts: list[str] = field(default_factory=list)  # the generated text, special tokens left out
+    length: int = 0  # characters in ``parts``
+    tail: str = ""  # the end of the text, as much as finding a stop sequence needs
     generated_tokens: int = 0  # TGI's count: the end token included
     finish_reason: FinishReason | None = None  # None: stopped early or failed
     answer_end: int | None = None  # where a stop sequence begins in ``text``
     error: ErrorEvent | None = None
+
+    @property
+    def text(self) -> str:
+        """The generated text (special tokens left out)."""
+        return "".join(self.parts)
 
     @property
     def answer(self) -> str:
@@ -115,6 +122,18 @@ class Outcome:
     def completion_tokens(self) -> int:
         """Tokens of the answer, without the end token."""
         return self.generated_tokens - (self.finish_reason == "eos_token")
+
+    def add(self, text: str, stops: Sequence[str]) -> None:
+        """Append generated ``text``; mark where a stop sequence it completes begins."""
+        self.parts.append(text)
+        self.length += len(text)
+        if not stops or not text:
+            return
+        self.tail = (self.tail + text)[-(len(text) + max(map(len, stops)) - 1) :]
+        stop_at = _find_stop(self.tail, len(text), stops)
+        if stop_at is not None:
+            self.answer_end = self.length - len(self.tail) + stop_at
+            self.finish_reason = "stop_sequence"
 
 
 def _find_stop(text: str, added: int, stops: Sequence[str]) -> int | None:
@@ -167,11 +186,10 @@ def _step(piece: BackendToken, turn: Turn, outcome: Outcome) -> StreamResponse:
         outcome.finish_reason = "eos_token"
     else:
         token = Token(piece.id, piece.text, piece.logprob)
-        outcome.text += piece.text
-        stop_at = _find_stop(outcome.text, len(piece.text), turn.stop) if piece.text else None
-        if stop_at is not None:
-            outcome.answer_end, outcome.finish_reason = stop_at, "stop_sequence"
-        elif outcome.generated_tokens >= turn.request.max_new_tokens:
+        outcome.add(piece.text, turn.stop)
+        if outcome.finish_reason is None and (
+            outcome.generated_tokens >= turn.request.max_new_tokens
+        ):
             outcome.finish_reason = "length"
     if outcome.finish_reason is None:
         return StreamResponse(token)

@@ -138,6 +138,7 @@ async def _chunks(
 
     yield chunk({"role": "assistant", "content": ""})
     job, outcome, sent = Job(turn.request), generation.Outcome(), 0
+    pending = ""  # generated text not sent yet: it may begin a stop sequence
     with runtime.running(job):
         async with contextlib.aclosing(
             generation.run(served.backend, served.queue, job, turn, outcome)
@@ -152,10 +153,11 @@ async def _chunks(
                     reason = FINISH_REASONS.get(outcome.finish_reason or "", "stop")
                     yield chunk({"content": text} if text else {}, reason)
                 else:
-                    safe = len(outcome.text) - _held_back(outcome.text, turn.stop)
-                    if safe > sent:
-                        yield chunk({"content": outcome.text[sent:safe]})
-                        sent = safe
+                    pending += event.token.text
+                    ready = len(pending) - _held_back(pending, turn.stop)
+                    if ready > 0:
+                        yield chunk({"content": pending[:ready]})
+                        pending, sent = pending[ready:], sent + ready
     if include_usage:
         yield _sse({**head, "choices": [], "usage": _usage(job, outcome)})
     yield b"data: [DONE]\n\n"
