@@ -252,7 +252,7 @@ def test_bad_request_is_a_clear_4xx(
     record_property("status", response.status_code)
     record_property("error", message[:120])
     assert response.status_code == case.status, response.text[:300]
-    assert case.says.lower() in message.lower()
+    assert case.says.lower() in message.lower(), f"{message!r} does not name {case.says!r}"
     assert "Traceback" not in response.text and 'File "' not in response.text
     still_serving(test_lab.url)
 
