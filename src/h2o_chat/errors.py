@@ -154,10 +154,15 @@ def from_response(response: httpx.Response) -> HTTPStatusError:
 
 
 def from_transport(exc: httpx.TransportError, *, partial_text: str = "") -> TransportError:
-    """The error for an httpx transport failure."""
+    """The error for an httpx transport failure, with ``exc`` as its cause."""
+    error: TransportError
     if isinstance(exc, httpx.TimeoutException):
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-        return TimeoutError(f"{kind} timeout: {exc}", partial_text=partial_text)
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"cannot connect: {exc}", partial_text=partial_text)
-    return StreamClosedError(f"connection broken: {exc}", partial_text=partial_text)
+        error = TimeoutError(f"{kind} timeout: {exc}", partial_text=partial_text)
+    elif isinstance(exc, httpx.ConnectError):
+        error = ConnectError(f"cannot connect: {exc}", partial_text=partial_text)
+    else:
+        detail = str(exc) or type(exc).__name__
+        error = StreamClosedError(f"connection broken: {detail}", partial_text=partial_text)
+    error.__cause__ = exc
+    return error

@@ -211,7 +211,9 @@ class BaseClient(Generic[HttpClient]):
             "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
             "proxy": proxy,
             "verify": verify,
-            "limits": limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # Idle connections expire before common servers' 5 s keep-alive (uvicorn's) does.
+            "limits": limits
+            or httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4),
         }
         self._has_session = False
 
