@@ -103,10 +103,13 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 KNOWN_PARAMETERS = frozenset(_CHECKS)
 
 
-def validate_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+def validate_parameters(
+    parameters: Mapping[str, Any], *, names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Check TGI parameters; return them normalised (``stop`` as a list, ``None`` values dropped).
 
-    Raises :class:`InvalidRequestError` naming the first unknown, mistyped or out-of-range one.
+    Raises :class:`InvalidRequestError` naming the first unknown, mistyped or out-of-range
+    one, by the name the caller used for it (``names`` maps TGI names to those).
     """
     if not isinstance(parameters, Mapping):
         raise InvalidRequestError("parameters must be an object")
@@ -118,5 +121,5 @@ def validate_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
                 f"unknown parameter {name!r}; known: {', '.join(sorted(KNOWN_PARAMETERS))}"
             )
         if value is not None:
-            checked[name] = check(name, value)
+            checked[name] = check(names.get(name, name) if names else name, value)
     return checked

@@ -31,7 +31,7 @@ def validate_messages(messages: Iterable[Message]) -> list[dict[str, str]]:
         if not isinstance(message, Mapping):
             raise InvalidRequestError(f"messages[{index}] is not a mapping")
         role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequestError(
                 f"messages[{index}]['role'] is {role!r}; expected one of {sorted(ROLES)}"
             )

@@ -50,16 +50,17 @@ async def list_models(request: Request) -> Response:
 def _parameters(body: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAI's sampling fields as validated TGI parameters (temperature 0: greedy)."""
     temperature = body.get("temperature")
+    max_tokens = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     parameters: dict[str, Any] = {
         "top_p": body.get("top_p"),
-        "max_new_tokens": body.get("max_completion_tokens", body.get("max_tokens")),
+        "max_new_tokens": body.get(max_tokens),
         "stop": body.get("stop"),
         "seed": body.get("seed"),
         "do_sample": temperature != 0,
     }
     if temperature != 0:
         parameters["temperature"] = temperature
-    return validate_parameters(parameters)
+    return validate_parameters(parameters, names={"max_new_tokens": max_tokens})
 
 
 def _turn(body: Mapping[str, Any], served: ServedModel) -> generation.Turn:
@@ -73,8 +74,11 @@ def _turn(body: Mapping[str, Any], served: ServedModel) -> generation.Turn:
 def _usage(job: Job, outcome: generation.Outcome) -> dict[str, int]:
     prompt = job.prompt_tokens or 0
     completion = outcome.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 async def chat_completions(request: Request) -> Response:
@@ -107,10 +111,15 @@ async def chat_completions(request: Request) -> Response:
         status = ERROR_STATUS.get(error_type, 500)
         raise ApiError(status, outcome.error.error, error_type=error_type)
     message = {"role": "assistant", "content": outcome.answer}
-    choice = {"index": 0, "message": message, "logprobs": None,
-              "finish_reason": FINISH_REASONS.get(outcome.finish_reason or "", "stop")}
-    return JSONResponse({**head, "object": "chat.completion", "choices": [choice],
-                         "usage": _usage(job, outcome)})
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": FINISH_REASONS.get(outcome.finish_reason or "", "stop"),
+    }
+    return JSONResponse(
+        {**head, "object": "chat.completion", "choices": [choice], "usage": _usage(job, outcome)}
+    )
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:
@@ -126,7 +135,10 @@ def _sse(payload: Mapping[str, Any]) -> bytes:
 
 
 async def _chunks(
-    runtime: Runtime, served: ServedModel, turn: generation.Turn, head: dict[str, Any],
+    runtime: Runtime,
+    served: ServedModel,
+    turn: generation.Turn,
+    head: dict[str, Any],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     """Chat-completion chunks; text that may begin a stop sequence is held back."""
