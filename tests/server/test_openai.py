@@ -77,7 +77,7 @@ def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("fields", "named"),
     [({"messages": []}, "messages"), ({"messages": [{"role": "bot", "content": "x"}]}, "role"),
-     ({"max_tokens": 0}, "max_new_tokens"), ({"temperature": -1}, "temperature"),
+     ({"max_tokens": 0}, "max_tokens"), ({"temperature": -1}, "temperature"),
      ({"n": 2}, "n = 1"), ({"stream": "yes"}, "stream"), ({"max_tokens": 100_000}, "context")],
 )
 def test_bad_requests_are_400_in_openai_shape(
