@@ -30,9 +30,17 @@ def builtin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 @pytest.fixture(scope="module")
 def synthetic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield from start(
-        tmp_path_factory, "--model", "echo=synthetic", "--model", "five=synthetic:5",
-        "--model", "transcript=python:tests.server.backends:transcript",
-        "--alias", "parrot=echo", "--max-body-bytes", "4096",
+        tmp_path_factory,
+        "--model",
+        "echo=synthetic",
+        "--model",
+        "five=synthetic:5",
+        "--model",
+        "transcript=python:tests.server.backends:transcript",
+        "--alias",
+        "parrot=echo",
+        "--max-body-bytes",
+        "4096",
     )
 
 

@@ -66,8 +66,9 @@ def test_follow_up_turn_and_max_new_tokens(builtin_server: RunningServer) -> Non
     with client(builtin_server) as http:
         conversation_id = new_conversation(http, BUILTIN_MODEL_ID, preprompt="Answer briefly.")
         converse(http, conversation_id, QUESTION, **GREEDY)
-        events = converse(http, conversation_id, "And of France?", do_sample=False,
-                          max_new_tokens=3, details=True)
+        events = converse(
+            http, conversation_id, "And of France?", do_sample=False, max_new_tokens=3, details=True
+        )
         saved = http.get(f"/conversation/{conversation_id}").json()
     last = final(events)
     assert len(events) == 3
@@ -79,8 +80,18 @@ def test_follow_up_turn_and_max_new_tokens(builtin_server: RunningServer) -> Non
 def test_sampling_reports_its_seed(builtin_server: RunningServer) -> None:
     with client(builtin_server) as http:
         conversation_id = new_conversation(http, BUILTIN_MODEL_ID)
-        events = converse(http, conversation_id, QUESTION, temperature=0.7, top_k=20, top_p=0.9,
-                          repetition_penalty=1.1, seed=42, max_new_tokens=5, details=True)
+        events = converse(
+            http,
+            conversation_id,
+            QUESTION,
+            temperature=0.7,
+            top_k=20,
+            top_p=0.9,
+            repetition_penalty=1.1,
+            seed=42,
+            max_new_tokens=5,
+            details=True,
+        )
     details = final(events).details
     assert details is not None and details.seed == 42
 
@@ -98,8 +109,9 @@ def test_truncate_keeps_the_last_prompt_tokens(builtin_server: RunningServer) ->
     long_question = "Please ignore this. " * 3000 + QUESTION  # far over the context
     with client(builtin_server) as http:
         conversation_id = new_conversation(http, BUILTIN_MODEL_ID)
-        events = converse(http, conversation_id, long_question, do_sample=False,
-                          truncate=60, max_new_tokens=4)
+        events = converse(
+            http, conversation_id, long_question, do_sample=False, truncate=60, max_new_tokens=4
+        )
     assert len(events) == 4
     final(events)
 
@@ -131,8 +143,10 @@ def test_settings_as_the_seed_posts_them(builtin_server: RunningServer) -> None:
 def test_openai_sdk_non_streaming_with_usage(builtin_server: RunningServer) -> None:
     sdk = openai.OpenAI(base_url=builtin_server.url + "/v1", api_key="unused")
     completion = sdk.chat.completions.create(
-        model=BUILTIN_MODEL_ID, messages=[{"role": "user", "content": QUESTION}],
-        temperature=0, max_tokens=40,
+        model=BUILTIN_MODEL_ID,
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0,
+        max_tokens=40,
     )
     assert "Tokyo" in (completion.choices[0].message.content or "")
     assert completion.choices[0].finish_reason == "stop"
@@ -144,8 +158,12 @@ def test_openai_sdk_non_streaming_with_usage(builtin_server: RunningServer) -> N
 def test_openai_sdk_streaming_with_usage(builtin_server: RunningServer) -> None:
     sdk = openai.OpenAI(base_url=builtin_server.url + "/v1", api_key="unused")
     stream = sdk.chat.completions.create(
-        model=SEED_MODELS["llama-13b"], messages=[{"role": "user", "content": QUESTION}],
-        temperature=0, max_tokens=40, stream=True, stream_options={"include_usage": True},
+        model=SEED_MODELS["llama-13b"],
+        messages=[{"role": "user", "content": QUESTION}],
+        temperature=0,
+        max_tokens=40,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

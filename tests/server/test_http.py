@@ -76,8 +76,9 @@ def test_referer_check_on_form_posts(http: httpx.Client, synthetic_server: Runni
     foreign = http.post("/settings", data=form, headers={"referer": "https://evil.example/"})
     assert foreign.status_code == 403
     assert foreign.json() == {"error": "Invalid referer for POST request"}
-    as_text = http.post("/conversation", content=b'{"model": "echo"}',
-                        headers={"content-type": "text/plain"})
+    as_text = http.post(
+        "/conversation", content=b'{"model": "echo"}', headers={"content-type": "text/plain"}
+    )
     assert as_text.status_code == 403
     own = http.post("/settings", data=form, headers={"referer": synthetic_server.url + "/"})
     assert own.status_code == 200
@@ -88,8 +89,9 @@ def test_settings_redirects_303_for_html_else_json(
 ) -> None:
     referer = synthetic_server.url + "/chat"
     form = {"ethicsModalAccepted": "false", "activeModel": "parrot"}
-    html = http.post("/settings", data=form,
-                     headers={"referer": referer, "accept": "text/html,*/*"})
+    html = http.post(
+        "/settings", data=form, headers={"referer": referer, "accept": "text/html,*/*"}
+    )
     assert html.status_code == 303
     assert html.headers["location"] == referer
     json_like = http.post("/settings", data=form, headers={"referer": referer, "accept": "*/*"})
@@ -99,8 +101,9 @@ def test_settings_redirects_303_for_html_else_json(
 def test_settings_rejects_an_unknown_model(
     http: httpx.Client, synthetic_server: RunningServer
 ) -> None:
-    answer = http.post("/settings", data={"activeModel": "gpt-5"},
-                       headers={"referer": synthetic_server.url + "/"})
+    answer = http.post(
+        "/settings", data={"activeModel": "gpt-5"}, headers={"referer": synthetic_server.url + "/"}
+    )
     assert answer.status_code == 400
     message = answer.json()["error"]
     assert "gpt-5" in message and "echo" in message and "parrot" in message
@@ -119,8 +122,11 @@ def test_body_over_the_limit_is_413(http: httpx.Client) -> None:
             yield b"x" * 1000
         yield b'"}'
 
-    streamed = http.post(f"/conversation/{conversation_id}", content=chunks(),
-                         headers={"content-type": "application/json"})
+    streamed = http.post(
+        f"/conversation/{conversation_id}",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
     assert streamed.status_code == 413
     assert http.get(f"/conversation/{conversation_id}").json()["messages"] == []
 
@@ -146,9 +152,7 @@ BAD_TURNS: list[tuple[object, str]] = [
 
 
 @pytest.mark.parametrize(("body", "named"), BAD_TURNS)
-def test_bad_turns_are_400_naming_the_problem(
-    http: httpx.Client, body: object, named: str
-) -> None:
+def test_bad_turns_are_400_naming_the_problem(http: httpx.Client, body: object, named: str) -> None:
     conversation_id = new_conversation(http, "echo")
     answer = http.post(f"/conversation/{conversation_id}", json=body)
     assert answer.status_code == 400
@@ -167,8 +171,12 @@ def test_bad_json_and_content_types(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("body", "named"),
-    [({}, "model"), ({"model": 3}, "model"), ({"model": "gpt-5"}, "gpt-5"),
-     ({"model": "echo", "preprompt": 3}, "preprompt")],
+    [
+        ({}, "model"),
+        ({"model": 3}, "model"),
+        ({"model": "gpt-5"}, "gpt-5"),
+        ({"model": "echo", "preprompt": 3}, "preprompt"),
+    ],
 )
 def test_bad_new_conversations_are_400(http: httpx.Client, body: object, named: str) -> None:
     answer = http.post("/conversation", json=body)
@@ -188,14 +196,20 @@ def test_echo_stream_and_saved_answer(http: httpx.Client) -> None:
     conversation_id = new_conversation(http, "parrot")
     events = converse(http, conversation_id, "hello big world", details=True)
     assert [e.token.text for e in events if isinstance(e, StreamResponse)] == [
-        "hello", " big", " world", END_OF_TEXT]
+        "hello",
+        " big",
+        " world",
+        END_OF_TEXT,
+    ]
     last = final(events)
     assert last.generated_text == "hello big world"
     assert last.details is not None and last.details.finish_reason == "eos_token"
     assert last.details.generated_tokens == 4
     messages = http.get(f"/conversation/{conversation_id}").json()["messages"]
     assert [(m["role"], m["content"]) for m in messages] == [
-        ("user", "hello big world"), ("assistant", "hello big world")]
+        ("user", "hello big world"),
+        ("assistant", "hello big world"),
+    ]
 
 
 def test_max_new_tokens_stop_and_full_text(http: httpx.Client) -> None:
@@ -204,8 +218,9 @@ def test_max_new_tokens_stop_and_full_text(http: httpx.Client) -> None:
     assert len(events) == 2
     assert final(events).details.finish_reason == "length"  # type: ignore[union-attr]
 
-    events = converse(http, conversation_id, "go", stop=["k t"], return_full_text=True,
-                      details=True)
+    events = converse(
+        http, conversation_id, "go", stop=["k t"], return_full_text=True, details=True
+    )
     last = final(events)
     assert last.details is not None and last.details.finish_reason == "stop_sequence"
     assert last.generated_text == "go tok tok"  # TGI: the prompt, then text up to the stop

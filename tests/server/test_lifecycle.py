@@ -30,7 +30,8 @@ def test_conversations_survive_a_restart(tmp_path: Path) -> None:
         assert http.get(f"/conversation/{conversation_id}").json() == before
         answer = final(converse(http, conversation_id, "second"))
     assert answer.generated_text == (
-        "system:hi user:first assistant:system:hi_user:first user:second")
+        "system:hi user:first assistant:system:hi_user:first user:second"
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -59,8 +60,9 @@ def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_embedded_server_in_a_thread(tmp_path: Path) -> None:
-    config = ServerConfig(models=(ModelSpec("echo", "synthetic"),), port=0,
-                          db_path=tmp_path / "db.sqlite3")
+    config = ServerConfig(
+        models=(ModelSpec("echo", "synthetic"),), port=0, db_path=tmp_path / "db.sqlite3"
+    )
     with embedded_server(config) as url:
         http = httpx.Client(base_url=url, timeout=30)
         conversation_id = new_conversation(http, "echo")

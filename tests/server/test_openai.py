@@ -17,8 +17,15 @@ KEY = "sk-test-key"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield from start(
-        tmp_path_factory, "--model", "echo=synthetic", "--model", "five=synthetic:5",
-        "--alias", "parrot=echo", "--api-key", KEY,
+        tmp_path_factory,
+        "--model",
+        "echo=synthetic",
+        "--model",
+        "five=synthetic:5",
+        "--alias",
+        "parrot=echo",
+        "--api-key",
+        KEY,
     )
 
 
@@ -44,8 +51,11 @@ def test_models_include_aliases(sdk: openai.OpenAI) -> None:
 
 def test_non_streaming_echo_with_usage(sdk: openai.OpenAI) -> None:
     completion = sdk.chat.completions.create(
-        model="parrot", messages=[{"role": "system", "content": "be nice"},
-                                  {"role": "user", "content": "one two three"}],
+        model="parrot",
+        messages=[
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": "one two three"},
+        ],
     )
     assert completion.model == "parrot"
     assert completion.choices[0].message.content == "one two three"
@@ -56,7 +66,10 @@ def test_non_streaming_echo_with_usage(sdk: openai.OpenAI) -> None:
 
 def test_max_tokens_is_length(sdk: openai.OpenAI) -> None:
     completion = sdk.chat.completions.create(
-        model="five", messages=[{"role": "user", "content": "go"}], max_tokens=2, seed=7,
+        model="five",
+        messages=[{"role": "user", "content": "go"}],
+        max_tokens=2,
+        seed=7,
     )
     assert completion.choices[0].message.content == " tok tok"
     assert completion.choices[0].finish_reason == "length"
@@ -64,8 +77,12 @@ def test_max_tokens_is_length(sdk: openai.OpenAI) -> None:
 
 def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
     stream = sdk.chat.completions.create(
-        model="echo", messages=[{"role": "user", "content": "alpha beta gamma delta"}],
-        stop=[" gam"], stream=True, stream_options={"include_usage": True}, temperature=0,
+        model="echo",
+        messages=[{"role": "user", "content": "alpha beta gamma delta"}],
+        stop=[" gam"],
+        stream=True,
+        stream_options={"include_usage": True},
+        temperature=0,
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -76,9 +93,15 @@ def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize(
     ("fields", "named"),
-    [({"messages": []}, "messages"), ({"messages": [{"role": "bot", "content": "x"}]}, "role"),
-     ({"max_tokens": 0}, "max_tokens"), ({"temperature": -1}, "temperature"),
-     ({"n": 2}, "n = 1"), ({"stream": "yes"}, "stream"), ({"max_tokens": 100_000}, "context")],
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "bot", "content": "x"}]}, "role"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": -1}, "temperature"),
+        ({"n": 2}, "n = 1"),
+        ({"stream": "yes"}, "stream"),
+        ({"max_tokens": 100_000}, "context"),
+    ],
 )
 def test_bad_requests_are_400_in_openai_shape(
     sdk: openai.OpenAI, fields: dict[str, object], named: str

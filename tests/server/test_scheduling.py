@@ -21,9 +21,13 @@ SHORT_TIMEOUT = 30.0  # a request that had to wait for the long one would fail
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield from start(
-        tmp_path_factory, "--queue-size", "1",
-        "--model", "slow=python:tests.server.backends:slow",
-        "--model", "broken=python:tests.server.backends:failing",
+        tmp_path_factory,
+        "--queue-size",
+        "1",
+        "--model",
+        "slow=python:tests.server.backends:slow",
+        "--model",
+        "broken=python:tests.server.backends:failing",
     )
 
 
@@ -80,12 +84,13 @@ def test_stop_generating_frees_the_model(http: httpx.Client, server: RunningServ
         assert running.first_event().token.text == " tick"
         stopped = http.post(f"/conversation/{conversation_id}/stop-generating")
         assert stopped.json() == {"stopped": True}
-        assert b"generated_text\":\"" not in running.rest()  # it ends without a final event
+        assert b'generated_text":"' not in running.rest()  # it ends without a final event
     assert quick_answer(server).generated_text == " tick tick"
     saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
     assert saved[-1]["role"] == "assistant"
     assert saved[-1]["content"].startswith(" tick") and set(saved[-1]["content"].split()) == {
-        "tick"}
+        "tick"
+    }
 
 
 def test_client_disconnect_frees_the_model(http: httpx.Client, server: RunningServer) -> None:

@@ -16,8 +16,19 @@ from tests.support.servers import RunningServer, free_port, run_process
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-            "--model_alias", "smol", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_path()),
+        "--model_alias",
+        "smol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     log = tmp_path_factory.mktemp("llama") / "llama_cpp.log"
     with run_process(argv, port, log, "/v1/models") as server:
         yield server
@@ -29,8 +40,13 @@ def server(
 ) -> Iterator[RunningServer]:
     nowhere = f"http://127.0.0.1:{free_port()}/v1"
     yield from start(
-        tmp_path_factory, "--model", f"upstream={llama_server.url}/v1#smol",
-        "--model", f"down={nowhere}", "--upstream-timeout", "30",
+        tmp_path_factory,
+        "--model",
+        f"upstream={llama_server.url}/v1#smol",
+        "--model",
+        f"down={nowhere}",
+        "--upstream-timeout",
+        "30",
     )
 
 
@@ -43,8 +59,14 @@ def test_models_list_the_upstream(server: RunningServer) -> None:
 def test_streamed_answer_through_the_h2o_protocol(server: RunningServer) -> None:
     with client(server) as http:
         conversation_id = new_conversation(http, "upstream")
-        events = converse(http, conversation_id, "What is the capital of Japan?",
-                          do_sample=False, max_new_tokens=40, details=True)
+        events = converse(
+            http,
+            conversation_id,
+            "What is the capital of Japan?",
+            do_sample=False,
+            max_new_tokens=40,
+            details=True,
+        )
         saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
     last = final(events)
     assert len(events) > 2
@@ -57,8 +79,14 @@ def test_streamed_answer_through_the_h2o_protocol(server: RunningServer) -> None
 def test_upstream_length_limit(server: RunningServer) -> None:
     with client(server) as http:
         conversation_id = new_conversation(http, "upstream")
-        events = converse(http, conversation_id, "Count from one to fifty.",
-                          do_sample=False, max_new_tokens=3, details=True)
+        events = converse(
+            http,
+            conversation_id,
+            "Count from one to fifty.",
+            do_sample=False,
+            max_new_tokens=3,
+            details=True,
+        )
     last = final(events)
     assert last.details is not None and last.details.finish_reason == "length"
 

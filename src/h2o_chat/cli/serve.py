@@ -65,31 +65,48 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
     parser.add_argument(
-        "--model", metavar="ID=SOURCE", action="append", type=_argument(parse_model_spec),
+        "--model",
+        metavar="ID=SOURCE",
+        action="append",
+        type=_argument(parse_model_spec),
         help="serve SOURCE as model ID (repeatable; SOURCE forms below)",
     )
     parser.add_argument(
-        "--alias", metavar="NAME=ID", action="append", type=_argument(parse_alias),
+        "--alias",
+        metavar="NAME=ID",
+        action="append",
+        type=_argument(parse_alias),
         help="another name for a served model (repeatable)",
     )
     parser.add_argument(
-        "--db", type=Path, default=None, metavar="PATH",
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
         help=f"SQLite file of sessions and conversations (default {default_db_path()})",
     )
     parser.add_argument(
-        "--queue-size", type=int, default=DEFAULT_QUEUE_SIZE,
+        "--queue-size",
+        type=int,
+        default=DEFAULT_QUEUE_SIZE,
         help="requests that may wait for a busy model; more get 'overloaded' (%(default)s)",
     )
     parser.add_argument(
-        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
         help="larger request bodies get 413 (%(default)s)",
     )
     parser.add_argument(
-        "--api-key", default=os.environ.get(API_KEY_ENV),
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
         help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${API_KEY_ENV})",
     )
     parser.add_argument(
-        "--upstream-timeout", type=float, default=DEFAULT_UPSTREAM_TIMEOUT, metavar="SECONDS",
+        "--upstream-timeout",
+        type=float,
+        default=DEFAULT_UPSTREAM_TIMEOUT,
+        metavar="SECONDS",
         help="read timeout for OpenAI-compatible upstreams (%(default)s)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")

@@ -26,8 +26,12 @@ logger = logging.getLogger("h2o_chat.server")
 def _error(request: Request, error: ApiError) -> Response:
     """``{"error": message}``, or OpenAI's error object on ``/v1/`` routes."""
     if request.url.path.startswith("/v1/"):
-        body = {"message": error.message, "type": error.error_type, "param": None,
-                "code": error.code}
+        body = {
+            "message": error.message,
+            "type": error.error_type,
+            "param": None,
+            "code": error.code,
+        }
         return JSONResponse({"error": body}, status_code=error.status)
     return error_response(error.status, error.message)
 

@@ -191,7 +191,10 @@ async def converse(request: Request) -> Response:
 
 
 async def _stream(
-    runtime: Runtime, served: ServedModel, conversation_id: str, turn: generation.Turn,
+    runtime: Runtime,
+    served: ServedModel,
+    conversation_id: str,
+    turn: generation.Turn,
     response_id: str | None,
 ) -> AsyncIterator[bytes]:
     outcome = generation.Outcome()
@@ -222,4 +225,3 @@ def routes() -> list[Route]:
         Route("/conversation/{id}", delete_conversation, methods=["DELETE"]),
         Route("/conversation/{id}/stop-generating", stop_generating, methods=["POST"]),
     ]
-

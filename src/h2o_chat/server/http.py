@@ -20,7 +20,11 @@ class ApiError(Exception):
     """
 
     def __init__(
-        self, status: int, message: str, *, error_type: str = "invalid_request_error",
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
         code: str | None = None,
     ) -> None:
         super().__init__(message)

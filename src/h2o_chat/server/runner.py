@@ -28,7 +28,10 @@ class H2oServer(uvicorn.Server):
     def __init__(self, app: Starlette, config: ServerConfig) -> None:
         super().__init__(
             uvicorn.Config(
-                app, host=config.host, port=config.port, log_config=None,
+                app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             )
         )

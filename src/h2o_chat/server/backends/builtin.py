@@ -123,15 +123,18 @@ class BuiltinBackend:
             llm.set_seed(request.seed % 2**32)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab, n_vocab = llm._model.vocab, llm.n_vocab()
-        for generated, token in enumerate(llm.generate(
-            tokens,
-            temp=0.0 if request.temperature is None else request.temperature,
-            top_k=request.top_k or 0,
-            top_p=request.top_p or 1.0,
-            min_p=0.0,
-            typical_p=request.typical_p or 1.0,
-            repeat_penalty=request.repetition_penalty or 1.0,
-        ), start=1):
+        for generated, token in enumerate(
+            llm.generate(
+                tokens,
+                temp=0.0 if request.temperature is None else request.temperature,
+                top_k=request.top_k or 0,
+                top_p=request.top_p or 1.0,
+                min_p=0.0,
+                typical_p=request.typical_p or 1.0,
+                repeat_penalty=request.repetition_penalty or 1.0,
+            ),
+            start=1,
+        ):
             logits = np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)
             )

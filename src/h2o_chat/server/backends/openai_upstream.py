@@ -42,8 +42,12 @@ class OpenAIUpstreamBackend:
             response.raise_for_status()
             entries = response.json().get("data", [])
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            logger.warning("upstream %s: no model list (%s); context %d assumed",
-                           self.base_url, exc, self.context_length)
+            logger.warning(
+                "upstream %s: no model list (%s); context %d assumed",
+                self.base_url,
+                exc,
+                self.context_length,
+            )
             return
         entry = next((e for e in entries if isinstance(e, dict) and e.get("id") == self.model), {})
         meta = entry.get("meta")
