@@ -90,7 +90,11 @@ class GenerationError(StreamError):
         self.error_type = error_type
 
 
-class MalformedStreamError(StreamError):
+class ProtocolError(H2oError):
+    """The server answered with something that is not the protocol."""
+
+
+class MalformedStreamError(StreamError, ProtocolError):
     """The stream held bytes that are not the TGI event format.
 
     ``events`` are the well-formed events the same chunk held before the bad bytes.

@@ -272,3 +272,11 @@ def test_conversation_stop_and_delete(url: str, fault: FaultServer) -> None:
         resumed = client.conversation("falcon-7b", id=conversation_id)
         with pytest.raises(errors.NotFoundError):
             resumed.send("are you there?")
+
+
+def test_an_answer_that_is_not_the_protocol_is_a_protocol_error(
+    chat: Chat, fault: FaultServer
+) -> None:
+    fault.plan.fault = "bad-conversation"
+    with pytest.raises(errors.ProtocolError, match="unexpected answer to /conversation"):
+        chat()

@@ -34,7 +34,7 @@ class Plan:
 
     words: list[str] = field(default_factory=lambda: ["Hello", " wide", " world", "!"])
     statuses: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    fault: str | None = None  # reset | stall | malformed | error | endless | keepalive
+    fault: str | None = None  # reset stall malformed error endless keepalive bad-conversation
     fault_after: int = 2  # tokens sent before the fault
     chunk_size: int | None = None  # re-chunk the stream body into pieces of this many bytes
 
@@ -83,6 +83,8 @@ class FaultServer:
 
     async def create(self, request: Request) -> Response:
         body = await request.json()
+        if self.plan.fault == "bad-conversation":
+            return JSONResponse({"conversationId": 5})
         conversation_id = secrets.token_hex(12)
         response = JSONResponse({"conversationId": conversation_id})
         session = self._session(request, response)

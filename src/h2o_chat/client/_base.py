@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
+import msgspec
 
 from h2o_chat import errors
 from h2o_chat.client._receiver import StreamReceiver
@@ -83,11 +84,6 @@ class RetryPolicy:
         if not retryable:
             return None
         return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
-
-
-def chat_inputs(messages: Any) -> str:
-    """The seed's stateless request: the whole message list flattened into one prompt."""
-    return flatten_messages(messages)
 
 
 def merge_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,15 +264,7 @@ class BaseClient(Generic[HttpClient]):
             response = yield from self._request(self._build("POST", "/conversation", json=body))
         except errors.BadRequestError as exc:
             raise errors.UnknownModelError(exc.message) from exc
-        try:
-            conversation_id = response.json()["conversationId"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise errors.MalformedStreamError(
-                f"bad /conversation answer: {response.text[:200]!r}"
-            ) from exc
-        if not isinstance(conversation_id, str) or not conversation_id:
-            raise errors.MalformedStreamError(f"bad conversationId {conversation_id!r}")
-        return conversation_id
+        return _decode(response, _NewConversation).conversationId
 
     def _turn_flow(self, turn: Turn, receiver: StreamReceiver) -> Flow[httpx.Response]:
         """Create the conversation if it is new, then open the answer stream."""
@@ -297,7 +285,7 @@ class BaseClient(Generic[HttpClient]):
     ) -> Turn:
         """The seed's request: a new conversation holding the flattened message list."""
         state = ConversationState(payloads.resolve_model(check_model(model)))
-        return state.turn(chat_inputs(messages), options, parameters)
+        return state.turn(flatten_messages(messages), options, parameters)
 
     def _stop_flow(self, conversation_id: str) -> Flow[None]:
         yield from self._request(
@@ -309,14 +297,18 @@ class BaseClient(Generic[HttpClient]):
 
     def _models_flow(self) -> Flow[list[ModelInfo]]:
         response = yield from self._request(self._build("GET", "/api/models"))
-        try:
-            return [
-                ModelInfo(
-                    m["id"], m["backend"], int(m["context_length"]), tuple(m.get("aliases", ()))
-                )
-                for m in response.json()
-            ]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise errors.MalformedStreamError(
-                f"bad /api/models answer: {response.text[:200]!r}"
-            ) from exc
+        return _decode(response, list[ModelInfo])
+
+
+class _NewConversation(msgspec.Struct):
+    conversationId: str
+
+
+def _decode(response: httpx.Response, kind: type[T]) -> T:
+    """The JSON body of ``response`` as ``kind``, or :class:`ProtocolError`."""
+    try:
+        return msgspec.json.decode(response.content, type=kind)
+    except msgspec.DecodeError as exc:
+        path = response.request.url.path
+        message = f"unexpected answer to {path} ({exc}): {response.text[:200]!r}"
+        raise errors.ProtocolError(message) from exc
