@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-REGENERATE = ".venv/bin/pytest tests -m reliability --reliability-report RELIABILITY.md"
+# What ./dev reliability runs: pytest tests -m reliability --reliability-report RELIABILITY.md
+REGENERATE = "./dev reliability"
 SECTIONS = (
     "Client faults",
     "Server faults",
