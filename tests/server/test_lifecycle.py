@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -57,6 +60,26 @@ def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:
         h2o_server(tmp_path, "--model", "x=ftp://nowhere"),
     ):
         pass
+
+
+def test_missing_gguf_file_is_a_usage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.gguf"
+    with (
+        pytest.raises(RuntimeError, match=f"no GGUF file at {missing}"),
+        h2o_server(tmp_path, "--model", f"x={missing}"),
+    ):
+        pass
+
+
+def test_a_model_that_cannot_load_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "empty.gguf"
+    broken.write_bytes(b"")
+    argv = [sys.executable, "-m", "h2o_chat", "serve", "--port", "0", "--db"]
+    argv += [str(tmp_path / "db.sqlite3"), "--model", "ok=synthetic", "--model", f"x={broken}"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert result.returncode == 1, result.stderr
+    assert "Application startup failed" in result.stderr
+    assert "SystemExit" not in result.stderr  # uvicorn's exit is absorbed, not re-raised
 
 
 def test_embedded_server_in_a_thread(tmp_path: Path) -> None:

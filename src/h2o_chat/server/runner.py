@@ -69,14 +69,19 @@ def serve(config: ServerConfig, on_ready: Callable[[str], None]) -> int:
     """
     server = H2oServer(create_app(config), config)
 
+    async def run_server() -> None:
+        # uvicorn calls sys.exit when it cannot bind or the app cannot start (it has logged
+        # why); caught here, inside the task, SystemExit would escape the event loop instead.
+        with contextlib.suppress(SystemExit):
+            await server.serve()
+
     async def main() -> None:
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(run_server())
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if server.started:
             on_ready(server.url())
-        with contextlib.suppress(SystemExit):  # uvicorn exits this way when it cannot bind
-            await serving
+        await serving
 
     with _signals_absorbed():
         asyncio.run(main())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from h2o_chat.protocol.types import ModelInfo
 from h2o_chat.server.backends import Backend, Job, load_backend
-from h2o_chat.server.config import ServerConfig
+from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.scheduler import ModelQueue
 from h2o_chat.server.storage import Storage
 
@@ -39,22 +39,40 @@ class Runtime:
         return self._storage
 
     async def start(self) -> None:
+        """Open storage and start every backend; on failure, close what was opened, then raise."""
         config = self.config
         self._storage = Storage(config.db_path)
-        for spec in config.models:
-            backend = load_backend(spec, upstream_timeout=config.upstream_timeout)
+        try:
+            for spec in config.models:
+                await self._start_model(spec)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start_model(self, spec: ModelSpec) -> None:
+        config = self.config
+        backend = load_backend(spec, upstream_timeout=config.upstream_timeout)
+        try:
             await backend.start()
-            aliases = tuple(a for a, target in config.aliases.items() if target == spec.id)
-            info = ModelInfo(spec.id, backend.kind, backend.context_length, aliases)
-            self.models[spec.id] = ServedModel(info, backend, ModelQueue(config.queue_size))
-            logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
+        except BaseException:
+            await backend.aclose()
+            raise
+        aliases = tuple(a for a, target in config.aliases.items() if target == spec.id)
+        info = ModelInfo(spec.id, backend.kind, backend.context_length, aliases)
+        self.models[spec.id] = ServedModel(info, backend, ModelQueue(config.queue_size))
+        logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:
+        """Cancel running generations, close the backends, then storage (safe to call twice)."""
         self.cancel_all()
-        for served in self.models.values():
-            await served.backend.aclose()
-        if self._storage is not None:
-            self._storage.close()
+        models, self.models = list(self.models.values()), {}
+        try:
+            for served in models:
+                await served.backend.aclose()
+        finally:
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
 
     def resolve(self, name: str) -> ServedModel | None:
         """The model served under ``name`` (an id or an alias)."""

@@ -12,6 +12,7 @@ import importlib
 import threading
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -103,7 +104,11 @@ def context_error(prompt_tokens: int, max_new_tokens: int, context_length: int) 
 
 def check_source(source: str) -> None:
     """Raise ``ValueError`` unless ``source`` has one of the forms :func:`load_backend` takes."""
-    if source == "builtin" or source.endswith(".gguf"):
+    if source == "builtin":
+        return
+    if source.endswith(".gguf"):
+        if not Path(source).is_file():
+            raise ValueError(f"no GGUF file at {source}: give the path of an existing .gguf file")
         return
     if source.startswith(("http://", "https://")):
         return
