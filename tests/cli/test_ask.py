@@ -7,9 +7,24 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from tests.cli.helpers import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, one_error_line
-from tests.support.servers import RunningServer, free_port
+from tests.support.servers import RunningServer, free_port, h2o_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def broken_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose only model writes two tokens and then fails."""
+    model = ("--model", "broken=python:tests.server.backends:failing")
+    env = {"PYTHONPATH": str(REPO)}
+    with h2o_server(tmp_path_factory.mktemp("broken-server"), *model, env=env) as running:
+        yield running
 
 
 def test_ask_streams_the_answer_to_stdout(server: RunningServer, cli_env: dict[str, str]) -> None:
@@ -144,3 +159,25 @@ def test_typed_params_reach_the_server(server: RunningServer, cli_env: dict[str,
 def test_no_prompt_at_all_is_an_error(cli_env: dict[str, str]) -> None:
     line = one_error_line(h2o_chat("ask", "--url", "http://127.0.0.1:9", env=cli_env, stdin=""))
     assert "empty" in line
+
+
+def test_error_mid_answer_keeps_the_text_and_fails(
+    broken_server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    result = h2o_chat("ask", "--url", broken_server.url, "hi", env=cli_env)
+    line = one_error_line(result)
+    assert "the model failed while answering (generation)" in line
+    assert result.stdout == "one two\n"  # the text so far, then the line ends
+
+
+def test_json_error_mid_answer_ends_with_an_error_line(
+    broken_server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    result = h2o_chat("ask", "--url", broken_server.url, "--json", "hi", env=cli_env)
+    one_error_line(result)
+    *tokens, last = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [t["text"] for t in tokens] == ["one", " two"]
+    assert last["type"] == "error"
+    assert last["error_type"] == "generation"
+    assert last["message"]
+    assert last["partial_text"] == "one two"

@@ -17,16 +17,15 @@ from h2o_chat.protocol.types import StreamResponse
 
 @dataclass(slots=True)
 class Answer:
-    """How a turn ended: the final event (None if stopped) and its timings."""
+    """A complete answer: its final event and its timings."""
 
-    final: StreamResponse | None
+    final: StreamResponse
     first_token_s: float | None
     total_s: float
 
     def result(self, conversation_id: str | None) -> dict[str, Any]:
         """The ``{"type": "result", ...}`` line of ``--json``."""
         final = self.final
-        assert final is not None
         details = final.details
         tokens = details.generated_tokens if details else None
         rate = None
@@ -47,6 +46,7 @@ class Answer:
 
 
 def _round(seconds: float | None) -> float | None:
+    """Seconds to the millisecond."""
     return None if seconds is None else round(seconds, 3)
 
 
@@ -62,6 +62,16 @@ def token_line(event: StreamResponse) -> dict[str, Any]:
     }
 
 
+def error_line(exc: errors.H2oError) -> dict[str, Any]:
+    """The ``{"type": "error", ...}`` line of ``--json`` for an answer that failed."""
+    return {
+        "type": "error",
+        "message": exc.message,
+        "error_type": getattr(exc, "error_type", None),
+        "partial_text": exc.partial_text,
+    }
+
+
 def run_turn(
     conversation: Conversation,
     text: str,
@@ -74,7 +84,8 @@ def run_turn(
     """Send ``text`` and write the answer as it arrives (or whole, without ``stream``).
 
     Ctrl-C closes the stream, asks the server to stop generating and raises
-    KeyboardInterrupt again. An error mid-answer is raised after the text so far is written.
+    KeyboardInterrupt again. An error mid-answer is raised after the text so far is written
+    (with ``json``, after an ``{"type": "error", ...}`` line).
     """
     out = out or sys.stdout
     start = time.monotonic()
@@ -97,10 +108,15 @@ def run_turn(
             events.close()
         _stop(conversation)
         raise
-    except errors.H2oError:
-        if stream and not json and first is not None:
+    except errors.H2oError as exc:
+        if json:
+            json_line(error_line(exc), out)
+        elif stream and first is not None:
             out.write("\n")
+            out.flush()
         raise
+    # the client raises StreamClosedError for a stream that ends without its final event
+    assert final is not None
     answer = Answer(final, first, time.monotonic() - start)
     if json:
         json_line(answer.result(conversation.id), out)
