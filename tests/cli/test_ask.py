@@ -141,10 +141,21 @@ def test_bad_param_is_refused_before_any_request(cli_env: dict[str, str]) -> Non
         ("max_new_tokens=many", "max_new_tokens"),
         ("no_such_param=1", "no_such_param"),
         ("do_sample", "do_sample"),
+        ('stop=["a"', "not valid JSON"),  # a broken list is not sent as the text '["a"'
     ]:
         line = one_error_line(h2o_chat("ask", "--url", url, "-p", param, JAPAN, env=cli_env))
         assert named in line
         assert "--param" in line
+
+
+def test_request_the_server_refuses_says_what_to_change(
+    server: RunningServer, cli_env: dict[str, str]
+) -> None:
+    args = ("ask", "--url", server.url, "-p", "max_new_tokens=100000", JAPAN)
+    line = one_error_line(h2o_chat(*args, env=cli_env))
+    assert f"{server.url} refused the request" in line
+    assert "max_new_tokens" in line
+    assert "--param" in line
 
 
 def test_typed_params_reach_the_server(server: RunningServer, cli_env: dict[str, str]) -> None:

@@ -33,12 +33,17 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_value(text: str) -> Any:
-    """``1`` -> 1, ``0.5`` -> 0.5, ``true`` -> True, ``["a"]`` -> ["a"]; anything else as text."""
+    """``1`` -> 1, ``0.5`` -> 0.5, ``true`` -> True, ``["a"]`` -> ["a"]; anything else as text.
+
+    Text that starts like a JSON list or object must be one: ``["a"`` is a mistake, not a string.
+    """
     if text in ("True", "False"):
         return text == "True"
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if text.startswith(("[", "{")):
+            raise CLIError(f"bad --param value {text!r}: not valid JSON ({exc})") from exc
         return text
 
 

@@ -80,6 +80,8 @@ class Connection:
             return f"{url} is rate limiting ({message}). Try again{wait}."
         if isinstance(exc, errors.AuthenticationError):
             return f"{url} refused the request ({message})."
+        if isinstance(exc, errors.BadRequestError):
+            return f"{url} refused the request ({message}). Change the prompt or the --param."
         if isinstance(exc, errors.NotFoundError):
             return f"{message}. Is {url} an h2o-chat server?"
         if isinstance(exc, errors.ServerError):
