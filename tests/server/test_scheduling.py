@@ -93,6 +93,36 @@ def test_stop_generating_frees_the_model(http: httpx.Client, server: RunningServ
     }
 
 
+def test_stop_generating_returns_once_the_answer_is_saved(http: httpx.Client) -> None:
+    conversation_id = new_conversation(http, "slow")
+    with open_stream(http, conversation_id) as running:
+        running.first_event()
+        assert http.post(f"/conversation/{conversation_id}/stop-generating").json() == {
+            "stopped": True
+        }
+        # the next turn, sent at once, comes after the stopped answer in the history
+        saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
+        assert [m["role"] for m in saved] == ["user", "assistant"]
+        running.rest()
+
+
+def test_stop_while_queued_leaves_the_queue_at_once(
+    http: httpx.Client, server: RunningServer
+) -> None:
+    running_id, queued_id = new_conversation(http, "slow"), new_conversation(http, "slow")
+    with open_stream(http, running_id) as running:
+        running.first_event()
+        with open_stream(http, queued_id) as queued:
+            wait_for_queue(http, busy=True, waiting=1)
+            assert http.post(f"/conversation/{queued_id}/stop-generating").json() == {
+                "stopped": True
+            }
+            assert queued.rest() == b""
+            wait_for_queue(http, busy=True, waiting=0)  # while the first one still runs
+        http.post(f"/conversation/{running_id}/stop-generating")
+        running.rest()
+
+
 def test_client_disconnect_frees_the_model(http: httpx.Client, server: RunningServer) -> None:
     conversation_id = new_conversation(http, "slow")
     with open_stream(http, conversation_id) as running:

@@ -155,8 +155,8 @@ async def run(
     Ends early, without a final event, when ``job.cancel`` is set (stop-generating).
     """
     try:
-        async with queue.slot():
-            if job.cancel.is_set():
+        async with queue.slot(job.stopped) as held:
+            if not held or job.cancel.is_set():
                 return
             async with contextlib.aclosing(backend.stream(job)) as pieces:
                 async for piece in pieces:

@@ -122,14 +122,14 @@ async def get_conversation(request: Request) -> Response:
 async def delete_conversation(request: Request) -> Response:
     conversation = _conversation(request)
     runtime = runtime_of(request)
-    runtime.stop(conversation.id)
+    await runtime.stop(conversation.id)
     runtime.storage.delete_conversation(session_id(request), conversation.id)
     return JSONResponse({"deleted": True})
 
 
 async def stop_generating(request: Request) -> Response:
     conversation = _conversation(request)
-    return JSONResponse({"stopped": runtime_of(request).stop(conversation.id)})
+    return JSONResponse({"stopped": await runtime_of(request).stop(conversation.id)})
 
 
 def _uuid_option(options: Mapping[str, Any], name: str) -> str | None:
@@ -198,19 +198,22 @@ async def _stream(
     response_id: str | None,
 ) -> AsyncIterator[bytes]:
     outcome = generation.Outcome()
-    try:
-        with runtime.running(Job(turn.request), conversation_id) as job:
-            async with contextlib.aclosing(
-                generation.run(served.backend, served.queue, job, turn, outcome)
-            ) as events:
-                async for event in events:
-                    if isinstance(event, ErrorEvent):
-                        yield encode_error(event)
-                    else:
-                        yield encode_event(event)
-    finally:  # a complete or stopped answer is kept; a failed one is not
+
+    def keep_answer() -> None:  # a complete or stopped answer is kept; a failed one is not
         if outcome.error is None and (outcome.answer or outcome.finish_reason):
             runtime.storage.add_message(conversation_id, "assistant", outcome.answer, response_id)
+
+    events = runtime.generate(
+        served,
+        Job(turn.request),
+        turn,
+        outcome,
+        conversation_id=conversation_id,
+        on_end=keep_answer,
+    )
+    async with contextlib.aclosing(events):
+        async for event in events:
+            yield encode_error(event) if isinstance(event, ErrorEvent) else encode_event(event)
 
 
 def routes() -> list[Route]:

@@ -100,12 +100,9 @@ async def chat_completions(request: Request) -> Response:
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         return EventStreamResponse(_chunks(runtime, served, turn, head, include_usage))
     job, outcome = Job(turn.request), generation.Outcome()
-    with runtime.running(job):
-        async with contextlib.aclosing(
-            generation.run(served.backend, served.queue, job, turn, outcome)
-        ) as events:
-            async for _ in events:
-                pass
+    async with contextlib.aclosing(runtime.generate(served, job, turn, outcome)) as events:
+        async for _ in events:
+            pass
     if outcome.error is not None:
         error_type = outcome.error.error_type or "generation"
         status = ERROR_STATUS.get(error_type, 500)
@@ -151,25 +148,22 @@ async def _chunks(
     yield chunk({"role": "assistant", "content": ""})
     job, outcome, sent = Job(turn.request), generation.Outcome(), 0
     pending = ""  # generated text not sent yet: it may begin a stop sequence
-    with runtime.running(job):
-        async with contextlib.aclosing(
-            generation.run(served.backend, served.queue, job, turn, outcome)
-        ) as events:
-            async for event in events:
-                if isinstance(event, ErrorEvent):
-                    error = {"message": event.error, "type": event.error_type, "code": None}
-                    yield _sse({"error": error})
-                    return
-                if event.is_final:
-                    text = outcome.answer[sent:]
-                    reason = FINISH_REASONS.get(outcome.finish_reason or "", "stop")
-                    yield chunk({"content": text} if text else {}, reason)
-                else:
-                    pending += event.token.text
-                    ready = len(pending) - _held_back(pending, turn.stop)
-                    if ready > 0:
-                        yield chunk({"content": pending[:ready]})
-                        pending, sent = pending[ready:], sent + ready
+    async with contextlib.aclosing(runtime.generate(served, job, turn, outcome)) as events:
+        async for event in events:
+            if isinstance(event, ErrorEvent):
+                error = {"message": event.error, "type": event.error_type, "code": None}
+                yield _sse({"error": error})
+                return
+            if event.is_final:
+                text = outcome.answer[sent:]
+                reason = FINISH_REASONS.get(outcome.finish_reason or "", "stop")
+                yield chunk({"content": text} if text else {}, reason)
+            else:
+                pending += event.token.text
+                ready = len(pending) - _held_back(pending, turn.stop)
+                if ready > 0:
+                    yield chunk({"content": pending[:ready]})
+                    pending, sent = pending[ready:], sent + ready
     if include_usage:
         yield _sse({**head, "choices": [], "usage": _usage(job, outcome)})
     yield b"data: [DONE]\n\n"

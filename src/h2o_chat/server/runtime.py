@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from h2o_chat.protocol.types import ModelInfo
+import anyio
+
+from h2o_chat.protocol.types import ErrorEvent, ModelInfo, StreamResponse
+from h2o_chat.server import generation
 from h2o_chat.server.backends import Backend, Job, load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.scheduler import ModelQueue
 from h2o_chat.server.storage import Storage
 
 logger = logging.getLogger("h2o_chat.server")
+
+
+STOP_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    conversation_id: str  # "" for the OpenAI front door
+    done: asyncio.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +43,7 @@ class Runtime:
         self.config = config
         self.models: dict[str, ServedModel] = {}
         self._storage: Storage | None = None
-        self._running: dict[Job, str] = {}  # job -> its conversation id ("" for /v1)
+        self._running: dict[Job, _Running] = {}
 
     @property
     def storage(self) -> Storage:
@@ -82,22 +95,53 @@ class Runtime:
         served = ", ".join([*self.models, *self.config.aliases])
         return f"unknown model {name!r}; served models: {served}"
 
-    @contextlib.contextmanager
-    def running(self, job: Job, conversation_id: str = "") -> Iterator[Job]:
-        """Register ``job`` for :meth:`stop` and :meth:`cancel_all` while the block runs."""
-        self._running[job] = conversation_id
-        try:
-            yield job
-        finally:
-            del self._running[job]
+    async def generate(
+        self,
+        served: ServedModel,
+        job: Job,
+        turn: generation.Turn,
+        outcome: generation.Outcome,
+        *,
+        conversation_id: str = "",
+        on_end: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
+        """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`.
 
-    def stop(self, conversation_id: str) -> bool:
-        """Cancel the conversation's running generations; whether there was one."""
-        jobs = [job for job, owner in self._running.items() if owner == conversation_id]
-        for job in jobs:
-            job.cancel.set()
-        return bool(jobs)
+        ``on_end`` (saving the answer) runs when the generation ends, however it ends, and
+        before :meth:`stop` returns.
+        """
+        done = asyncio.Event()
+        self._running[job] = _Running(conversation_id, done)
+        try:
+            events = generation.run(served.backend, served.queue, job, turn, outcome)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
+        finally:
+            try:
+                if on_end is not None:
+                    on_end()
+            finally:
+                del self._running[job]
+                done.set()
+
+    async def stop(self, conversation_id: str) -> bool:
+        """Stop the conversation's generations; whether there was one.
+
+        Returns once they have ended and kept their answers, so that a next turn sees them;
+        waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing).
+        """
+        stopping = [
+            (job, r) for job, r in self._running.items() if r.conversation_id == conversation_id
+        ]
+        for job, _ in stopping:
+            job.stop()
+        with anyio.move_on_after(STOP_WAIT_SECONDS):
+            for _, running in stopping:
+                await running.done.wait()
+        return bool(stopping)
 
     def cancel_all(self) -> None:
+        """Stop every generation (shutdown)."""
         for job in self._running:
-            job.cancel.set()
+            job.stop()

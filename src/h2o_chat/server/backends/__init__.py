@@ -8,6 +8,7 @@ tokens; the model's own end of sequence comes as a token with ``eos=True``. Stop
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from collections.abc import AsyncGenerator, Sequence
@@ -47,14 +48,22 @@ class GenerationRequest:
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """One generation: the request, its cancel flag (checked per token) and the prompt size.
+    """One generation: the request, its stop signal and the prompt size.
 
-    Compared and hashed by identity.
+    Backends read ``cancel`` after every token (from any thread); ``stopped`` is the same
+    signal for the event loop to wait on. :meth:`stop` sets both. Compared and hashed by
+    identity.
     """
 
     request: GenerationRequest
     cancel: threading.Event = field(default_factory=threading.Event)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
     prompt_tokens: int | None = None  # set by the backend once the prompt is rendered
+
+    def stop(self) -> None:
+        """Ask the generation to end (stop-generating, shutdown); call on the event loop."""
+        self.cancel.set()
+        self.stopped.set()
 
 
 @dataclass(frozen=True, slots=True)
