@@ -16,6 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="h2o-chat",
         description="Chat with models over the H2o (chat-ui + TGI) protocol, or serve them.",
+        epilog="examples:\n"
+        "  h2o-chat ask 'What is the capital of Japan?'\n"
+        "  h2o-chat chat\n"
+        "  h2o-chat serve --port 8000      # then, elsewhere:\n"
+        "  H2O_CHAT_URL=http://127.0.0.1:8000 h2o-chat models\n"
+        "\n"
+        "Without --url or H2O_CHAT_URL, ask, chat and models run the built-in model locally.\n"
+        "'h2o-chat COMMAND --help' shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log requests and errors to stderr"

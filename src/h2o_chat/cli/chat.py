@@ -16,6 +16,7 @@ from h2o_chat.cli._output import CLIError
 from h2o_chat.cli._turn import run_turn
 
 HELP = """\
+/help          show this help
 /new           start a new conversation
 /model [NAME]  show the served models, or start a new conversation with NAME
 /system [TEXT] start a new conversation with this system prompt (none without TEXT)
@@ -29,9 +30,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "chat",
         help="chat interactively on one conversation",
-        description="Chat interactively; each turn sends only the new message. When stdin is "
-        "not a terminal, each line (a trailing backslash continues it) is one turn.",
-        epilog="commands in the session:\n" + HELP,
+        description="Chat interactively on one server-side conversation; each turn sends only\n"
+        "the new message. When stdin is not a terminal, each line is one turn (a trailing\n"
+        "backslash continues it) and the first failure exits with status 1.",
+        epilog="commands in the session:\n" + HELP + "\n\nexamples:\n"
+        "  h2o-chat chat --system 'Answer briefly.'\n"
+        "  h2o-chat chat -m h2oai/h2ogpt-gm-oasst1-en-2048-falcon-7b-v3 -p temperature=0.2\n"
+        "  printf 'Hi\\nAnd again?\\n' | h2o-chat chat",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_chat_arguments(parser)

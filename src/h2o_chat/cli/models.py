@@ -16,6 +16,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "models",
         help="list the models the server serves",
         description="List the models the server serves: id, backend, context length, aliases.",
+        epilog="examples:\n"
+        "  h2o-chat models --url http://127.0.0.1:8000\n"
+        "  h2o-chat models --json | jq -r '.[].id'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_url_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON array")
