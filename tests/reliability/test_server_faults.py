@@ -169,6 +169,7 @@ def upstream_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         models = [f"up-{mode}={base}#{mode}" for mode in UPSTREAM_CASES if mode != "down"]
         models.append(f"up-down=http://127.0.0.1:{free_port()}/v1#down")
         models.append("up-ok=" + base + "#ok")
+        models.append("up-length=" + base + "#length")
         args = [arg for model in models for arg in ("--model", model)]
         with lab(tmp, *args, "--upstream-timeout", "1") as running:
             yield running
@@ -199,6 +200,19 @@ def test_upstream_faults(upstream_lab: Lab, mode: str, record_property: RecordPr
     record_property("error after (s)", seconds)
     record_property("message", caught.value.message)
     assert seconds < LIVENESS_SECONDS
+
+
+@pytest.mark.reliability(
+    "OpenAI-compatible upstream stops at its own limit",
+    section=SECTION,
+    did="A test upstream streams two words, then finish_reason 'length' before our own limit",
+    expect="A complete answer of those words whose finish reason is 'length', not 'eos_token'",
+)
+def test_upstream_length_is_reported(upstream_lab: Lab) -> None:
+    with h2o_chat.Client(upstream_lab.url, headers=session_headers()) as client:
+        completion = client.conversation("up-length").send("hello", details=True)
+    assert (completion.text, completion.finish_reason) == ("a b", "length")
+    assert completion.tokens[-1].special
 
 
 @pytest.mark.reliability(

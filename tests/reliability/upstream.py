@@ -4,6 +4,7 @@ Run as ``python -m tests.reliability.upstream PORT`` (on 127.0.0.1). The request
 the behaviour of ``POST /v1/chat/completions`` (always a stream):
 
 - ``ok``: ``"a" " b" " c"``, then ``finish_reason: stop`` and ``[DONE]``;
+- ``length``: ``"a" " b"``, then ``finish_reason: length`` (the upstream's own limit);
 - ``cut``: ``"a" " b"``, then the connection breaks;
 - ``stall``: ``"a" " b"``, then silence for :data:`STALL_SECONDS`;
 - ``stall-headers``: silence for :data:`STALL_SECONDS` before any answer;
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "cut", "stall", "stall-headers", "fail")
+MODES = ("ok", "length", "cut", "stall", "stall-headers", "fail")
 STALL_SECONDS = 30.0  # far longer than the server's upstream timeout in the tests; bounded
 WORDS = ("a", " b", " c")
 
@@ -46,7 +47,7 @@ async def _events(mode: str) -> AsyncIterator[bytes]:
     if mode == "stall":
         await asyncio.sleep(STALL_SECONDS)
         return
-    yield _chunk({}, "stop")
+    yield _chunk({}, "length" if mode == "length" else "stop")
     yield b"data: [DONE]\n\n"
 
 

@@ -36,7 +36,7 @@ from h2o_chat.server.scheduler import ModelQueue, Overloaded
 
 logger = logging.getLogger("h2o_chat.server")
 
-END_TOKEN_ID = 0  # for an end token the backend did not name (an upstream's "stop")
+END_TOKEN_ID = 0  # for an end token the backend did not name (an upstream's)
 OVERLOADED_MESSAGE = "Model is overloaded"
 
 
@@ -165,7 +165,7 @@ async def run(
                     if event.is_final or job.cancel.is_set():
                         return
             if not job.cancel.is_set():  # the backend ended on its own without an end token
-                yield _step(BackendToken(END_TOKEN_ID, "", eos=True), turn, outcome)
+                yield _limit_reached(turn, outcome)
     except Overloaded:
         outcome.error = ErrorEvent(OVERLOADED_MESSAGE, "overloaded")
         yield outcome.error
@@ -193,7 +193,18 @@ def _step(piece: BackendToken, turn: Turn, outcome: Outcome) -> StreamResponse:
             outcome.finish_reason = "length"
     if outcome.finish_reason is None:
         return StreamResponse(token)
+    return _final(token, turn, outcome)
+
+
+def _limit_reached(turn: Turn, outcome: Outcome) -> StreamResponse:
+    """The final event when the backend stopped without its end token: it hit a limit
+    (an upstream's ``length``). The end token closes the stream but is not counted."""
+    outcome.finish_reason = "length"
+    return _final(Token(END_TOKEN_ID, END_OF_TEXT, None, special=True), turn, outcome)
+
+
+def _final(token: Token, turn: Turn, outcome: Outcome) -> StreamResponse:
     details = None
-    if turn.details:
+    if turn.details and outcome.finish_reason is not None:
         details = Details(outcome.finish_reason, outcome.generated_tokens, turn.request.seed)
     return StreamResponse(token, turn.prefix + outcome.text, details)
