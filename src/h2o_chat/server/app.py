@@ -52,7 +52,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal server error")
+    return _error(request, ApiError(500, "internal server error", error_type="server_error"))
 
 
 def create_app(config: ServerConfig) -> Starlette:
