@@ -133,3 +133,13 @@ def test_phone_width_has_no_horizontal_overflow(
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= 375
     page.screenshot(path=str(artifacts / "web-phone.png"))
+
+
+def test_escape_stops_the_answer(page: Page, server: RunningServer) -> None:
+    open_chat(page, server.url, max_new_tokens=4000)
+    answer = send(page, STORY)
+    streaming = page.locator(".msg.assistant.streaming .text")
+    expect(streaming).not_to_have_text("", timeout=ANSWER_TIMEOUT_MS)
+    page.get_by_label("Message").press("Escape")
+    expect(answer.locator(".note")).to_have_text("Stopped.")
+    expect(page.get_by_label("Message")).to_be_focused()  # ready for the next question
