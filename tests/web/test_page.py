@@ -18,10 +18,14 @@ def open_chat(page: Page, url: str, *, greedy: bool = True, max_new_tokens: int 
     """Load the page and wait until models and welcome settings are done."""
     page.goto(url + "/")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    options = page.locator("details.options")
+    expect(options).not_to_have_attribute("open", "")  # the options start folded away
     page.get_by_text("Options").click()
     if greedy:
         page.get_by_label("Temperature").fill("0")
     page.get_by_label("Max new tokens").fill(str(max_new_tokens))
+    page.get_by_text("Options").click()
+    expect(options).not_to_have_attribute("open", "")
 
 
 def send(page: Page, text: str) -> Locator:
@@ -87,6 +91,7 @@ def test_answer_streams_and_stop_frees_the_model(
     assert "/stop-generating" in server.log()
     page.screenshot(path=str(artifacts / "web-stopped.png"))
 
+    page.get_by_text("Options").click()
     page.get_by_label("Max new tokens").fill("256")
     next_answer = send(page, JAPAN)
     answered(next_answer)
@@ -127,6 +132,9 @@ def test_phone_width_has_no_horizontal_overflow(
     expect(answer.locator(".text")).to_contain_text("Tokyo")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375
+    composer = page.locator("footer.composer").bounding_box()
+    assert composer is not None
+    assert composer["height"] < 740 / 4  # the conversation keeps most of the screen
     for name in ("Send", "New chat"):
         box = page.get_by_role("button", name=name).bounding_box()
         assert box is not None
