@@ -50,14 +50,14 @@ def read_prompt(prompt: str | None) -> str:
     else:
         raise CLIError("no prompt given: pass PROMPT, or pipe it on stdin (echo hi | h2o-chat ask)")
     if not text.strip():
-        raise CLIError("the prompt is empty")
+        raise CLIError("the prompt is empty: give the question as PROMPT or on stdin")
     return text
 
 
 def run(args: argparse.Namespace) -> int:
     """Ask the question; exit 0, 1 on error, 130 on Ctrl-C (raised as KeyboardInterrupt)."""
+    params = parse_params(args.param)  # a mistake in the options before waiting on stdin
     text = read_prompt(args.prompt)
-    params = parse_params(args.param)
     with connect(args.url) as connection:
         conversation = connection.conversation(args.model, args.system)
         run_turn(conversation, text, params, json=args.json, stream=not args.no_stream)
