@@ -6,6 +6,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,7 +29,7 @@ from h2o_chat.server.http import (
     session_id,
 )
 from h2o_chat.server.runtime import Runtime, ServedModel
-from h2o_chat.server.storage import Conversation
+from h2o_chat.server.storage import Conversation, Message, new_message
 
 CONVERSATION_ID = re.compile(r"[0-9a-f]{24}")
 NOT_FOUND = "Conversation not found"
@@ -166,7 +167,11 @@ def _inputs(body: Mapping[str, Any]) -> str:
 
 
 async def converse(request: Request) -> Response:
-    """``POST /conversation/{id}``: append ``inputs``, then stream the answer (TGI events)."""
+    """``POST /conversation/{id}``: stream the answer to ``inputs`` (TGI events).
+
+    The model sees the stored history plus ``inputs``; the exchange is stored once the
+    answer ends (complete or stopped), so a failed turn leaves no trace to retry around.
+    """
     runtime = runtime_of(request)
     conversation = _conversation(request)
     served = runtime.models.get(conversation.model)
@@ -177,31 +182,45 @@ async def converse(request: Request) -> Response:
     message_id, response_id, is_retry = _options(body)
     parameters = body.get("parameters")
     parameters = validate_parameters({} if parameters is None else parameters)
-    storage = runtime.storage
-    if is_retry and message_id:
-        storage.drop_from(conversation.id, message_id)
-        conversation = _conversation(request)
+    history = conversation.messages
+    replacing = None
+    if is_retry and message_id:  # regenerate from that message: drop it and what follows
+        index = next((i for i, m in enumerate(history) if m.id == message_id), None)
+        if index is not None:
+            history, replacing = history[:index], message_id
     messages = [ChatMessage("system", conversation.preprompt)] if conversation.preprompt else []
-    messages += [ChatMessage(m.role, m.content) for m in conversation.messages]
+    messages += [ChatMessage(m.role, m.content) for m in history]
     messages.append(ChatMessage("user", inputs))
     prefix = inputs if parameters.get("return_full_text") else ""
     turn = generation.build_turn(messages, parameters, served.info.context_length, prefix=prefix)
-    storage.add_message(conversation.id, "user", inputs, message_id)
-    return EventStreamResponse(_stream(runtime, served, conversation.id, turn, response_id))
+    exchange = _Exchange(
+        conversation.id, new_message("user", inputs, message_id), response_id, replacing
+    )
+    return EventStreamResponse(_stream(runtime, served, turn, exchange))
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """Where the answer of a turn goes: saved with its question once it ends, as chat-ui did."""
+
+    conversation_id: str
+    question: Message
+    response_id: str | None
+    replacing: str | None  # a retried message: it and every later one are replaced
 
 
 async def _stream(
-    runtime: Runtime,
-    served: ServedModel,
-    conversation_id: str,
-    turn: generation.Turn,
-    response_id: str | None,
+    runtime: Runtime, served: ServedModel, turn: generation.Turn, exchange: _Exchange
 ) -> AsyncIterator[bytes]:
     outcome = generation.Outcome()
+    conversation_id = exchange.conversation_id
 
     def keep_answer() -> None:  # a complete or stopped answer is kept; a failed one is not
         if outcome.error is None and (outcome.answer or outcome.finish_reason):
-            runtime.storage.add_message(conversation_id, "assistant", outcome.answer, response_id)
+            answer = new_message("assistant", outcome.answer, exchange.response_id)
+            runtime.storage.save_turn(
+                conversation_id, exchange.question, answer, replacing=exchange.replacing
+            )
 
     events = runtime.generate(
         served,

@@ -121,20 +121,35 @@ class Storage:
         )
         return cursor.rowcount > 0
 
-    def add_message(
-        self, conversation_id: str, role: str, content: str, message_id: str | None = None
+    def save_turn(
+        self,
+        conversation_id: str,
+        question: Message,
+        answer: Message,
+        *,
+        replacing: str | None = None,
     ) -> None:
-        """Append a message; nothing happens if the conversation was deleted meanwhile."""
-        self._db.execute(
-            "INSERT INTO messages (id, conversation_id, role, content, created_at) "
-            "SELECT ?, id, ?, ?, ? FROM conversations WHERE id = ?",
-            (message_id or str(uuid.uuid4()), role, content, time.time(), conversation_id),
-        )
+        """Append a finished exchange in one transaction, as chat-ui saved it after the stream.
 
-    def drop_from(self, conversation_id: str, message_id: str) -> None:
-        """Delete the message ``message_id`` and every later one (a retry)."""
-        self._db.execute(
-            "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
-            "(SELECT MIN(seq) FROM messages WHERE conversation_id = ? AND id = ?)",
-            (conversation_id, conversation_id, message_id),
-        )
+        ``replacing`` (a retry) first deletes that message and every later one. Nothing
+        happens if the conversation was deleted meanwhile.
+        """
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            if replacing is not None:
+                self._db.execute(
+                    "DELETE FROM messages WHERE conversation_id = ? AND seq >= "
+                    "(SELECT MIN(seq) FROM messages WHERE conversation_id = ? AND id = ?)",
+                    (conversation_id, conversation_id, replacing),
+                )
+            now = time.time()
+            self._db.executemany(
+                "INSERT INTO messages (id, conversation_id, role, content, created_at) "
+                "SELECT ?, id, ?, ?, ? FROM conversations WHERE id = ?",
+                [(m.id, m.role, m.content, now, conversation_id) for m in (question, answer)],
+            )
+
+
+def new_message(role: str, content: str, message_id: str | None = None) -> Message:
+    """A message with the id the client chose, or a fresh uuid4."""
+    return Message(message_id or str(uuid.uuid4()), role, content)
