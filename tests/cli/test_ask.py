@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.helpers import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, one_error_line
-from tests.support.servers import RunningServer, free_port, h2o_server
+from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,6 +121,25 @@ def test_unreachable_url_is_one_line_with_what_to_do(cli_env: dict[str, str]) ->
 
     line = one_error_line(h2o_chat("ask", JAPAN, env={**cli_env, "H2O_CHAT_URL": url}))
     assert "unset H2O_CHAT_URL" in line
+
+
+def test_a_url_that_is_not_an_h2o_server_is_one_line(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with run_process(argv, port, tmp_path / "http.log", "/") as web:
+        line = one_error_line(h2o_chat("ask", "--url", web.url, JAPAN, env=cli_env))
+    # the 404 page's HTML is left out
+    assert line == f"error: HTTP 404 from GET /api/models. Is {web.url} an h2o-chat server?"
+
+
+def test_a_url_without_its_scheme_is_refused(cli_env: dict[str, str]) -> None:
+    line = one_error_line(h2o_chat("ask", "--url", "localhost:8000", JAPAN, env=cli_env))
+    assert "'localhost:8000' is not an http(s) URL" in line
+    env = {**cli_env, "H2O_CHAT_URL": "localhost:8000"}
+    line = one_error_line(h2o_chat("models", env=env))
+    assert line.startswith("error: H2O_CHAT_URL 'localhost:8000'")
 
 
 def test_unknown_model_lists_the_served_models(

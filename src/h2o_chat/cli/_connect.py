@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from h2o_chat import errors
-from h2o_chat.cli._output import CLIError, Spinner, log
+from h2o_chat.cli._output import CLIError, Spinner, log, one_line
 from h2o_chat.client import Client, Conversation
 from h2o_chat.protocol.types import ModelInfo
 
@@ -59,7 +59,7 @@ class Connection:
 
     def explain(self, exc: errors.H2oError) -> str:
         """One line saying what went wrong and what to do about it."""
-        url, message = self.name, exc.message
+        url, message = self.name, one_line(exc.message)
         if isinstance(exc, errors.ConnectError):
             reason = re.sub(r"^cannot connect: (\[Errno -?\d+\] )?", "", message)
             hint = {
@@ -115,6 +115,8 @@ def connect(url: str | None, *, timeout: float = 120.0) -> Iterator[Connection]:
             url, source = os.environ[URL_ENV], URL_ENV
         else:
             url, source = stack.enter_context(_embedded_server()), "embedded"
+        if not re.match(r"https?://[^/]", url, re.IGNORECASE):
+            raise CLIError(f"{source} {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000")
         # One retry: a stale kept-alive connection or a passing 503 recovers; a server
         # that is down still fails within half a second.
         client = stack.enter_context(Client(url, timeout=timeout, max_retries=1))
@@ -148,7 +150,7 @@ def _embedded_server() -> Iterator[str]:
                 url = stack.enter_context(embedded_server(config))
         except (RuntimeError, OSError) as exc:
             raise CLIError(
-                f"the built-in model could not start ({exc}); run with -v for its log, "
-                "or give --url of a running server"
+                f"the built-in model could not start ({one_line(str(exc))}); "
+                "run with -v for its log, or give --url of a running server"
             ) from exc
         yield url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,14 @@ log = logging.getLogger("h2o_chat.cli")
 
 class CLIError(Exception):
     """A failure to report as one ``error: ...`` line on stderr, exiting with status 1."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` fit for an ``error:`` line: an HTML page in it cut off, whitespace collapsed,
+    no final period, at most ``limit`` characters."""
+    text = re.split(r"<!doctype|<html", text, maxsplit=1, flags=re.IGNORECASE)[0]
+    text = " ".join(text.split()).rstrip(":. ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def json_line(obj: Any, out: TextIO | None = None) -> None:
