@@ -140,8 +140,10 @@ def _error_message(response: httpx.Response) -> str:
         for key in ("error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])
-    text = response.text.strip()
-    return text[:500] or response.reason_phrase
+    if "html" in response.headers.get("content-type", ""):  # a web page: its status says enough
+        return response.reason_phrase
+    text = " ".join(response.text.split())
+    return text[:200] or response.reason_phrase
 
 
 def from_response(response: httpx.Response) -> HTTPStatusError:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 import h2o_chat
@@ -280,3 +281,24 @@ def test_an_answer_that_is_not_the_protocol_is_a_protocol_error(
     fault.plan.fault = "bad-conversation"
     with pytest.raises(errors.ProtocolError, match="unexpected answer to /conversation"):
         chat()
+
+
+@pytest.mark.parametrize("base_url", ["localhost:8000", "ftp://127.0.0.1", "127.0.0.1:8000/x"])
+def test_a_base_url_without_http_is_refused(base_url: str) -> None:
+    with pytest.raises(errors.InvalidRequestError, match="http://"):
+        h2o_chat.Client(base_url)
+    with pytest.raises(errors.InvalidRequestError, match="http://"):
+        h2o_chat.AsyncClient(base_url)
+
+
+def test_error_messages_are_short_whatever_the_body() -> None:
+    """The status mapping is pure: an HTML page or a long text never floods the message."""
+    request = httpx.Request("GET", "http://127.0.0.1/x")
+    page = "<!doctype html><html><body>" + "<p>lost</p>" * 500 + "</body></html>"
+    html = httpx.Response(404, text=page, headers={"content-type": "text/html"}, request=request)
+    assert errors.from_response(html).message == "HTTP 404 from GET /x: Not Found"
+    text = httpx.Response(503, text="busy\n" * 500, request=request)
+    error = errors.from_response(text)
+    assert isinstance(error, errors.ServerError) and len(error.message) < 250
+    json = httpx.Response(400, json={"error": "inputs is empty"}, request=request)
+    assert errors.from_response(json).message.endswith("inputs is empty")

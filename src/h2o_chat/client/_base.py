@@ -199,6 +199,10 @@ class BaseClient(Generic[HttpClient]):
         self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
             "/"
         )
+        if httpx.URL(self.base_url).scheme not in ("http", "https"):
+            raise errors.InvalidRequestError(
+                f"base URL {self.base_url!r} must start with http:// or https://"
+            )
         self.retry = RetryPolicy(max_retries=max_retries)
         self.max_line_bytes = max_line_bytes
         self._http_options: dict[str, Any] = {
