@@ -56,6 +56,7 @@ class Numbered:
     """
 
     kind = "test"
+    parallel = 1
     context_length = CONTEXT_LENGTH
 
     def __init__(self, tick: float = TICK_SECONDS, fail_after: int | None = None) -> None:

@@ -18,6 +18,7 @@ from tests.reliability.conftest import (
     Lab,
     RecordProperty,
     abandon,
+    create,
     http,
     lab,
     session_headers,
@@ -213,6 +214,47 @@ def test_upstream_length_is_reported(upstream_lab: Lab) -> None:
         completion = client.conversation("up-length").send("hello", details=True)
     assert (completion.text, completion.finish_reason) == ("a b", "length")
     assert completion.tokens[-1].special
+
+
+@pytest.mark.reliability(
+    "An upstream engine is sent several generations at once, to batch",
+    section=SECTION,
+    did=(
+        "A model served from a test upstream that stalls mid-answer, --upstream-parallel 2, "
+        "--queue-size 1: three streams opened at once, then a fourth"
+    ),
+    expect=(
+        "Two generations run at the upstream together and one waits (/healthz), the fourth "
+        "is refused as overloaded; the in-process models keep one generation at a time"
+    ),
+)
+def test_upstream_models_run_generations_in_parallel(tmp_path: Path) -> None:
+    with upstream(tmp_path) as base:
+        args = ["--model", f"up={base}#stall", "--upstream-parallel", "2", "--queue-size", "1"]
+        with lab(tmp_path, *args, "--upstream-timeout", "20") as running:
+            clients = [http(running.url) for _ in range(4)]
+            streams = []
+            try:
+                for client in clients[:3]:
+                    request = client.build_request(
+                        "POST", f"/conversation/{create(client, 'up')}", json={"inputs": "hi"}
+                    )
+                    streams.append(client.send(request, stream=True))
+                deadline = time.monotonic() + LIVENESS_SECONDS
+                while time.monotonic() < deadline:
+                    queue = clients[3].get("/healthz").json()["models"]["up"]
+                    if (queue["running"], queue["waiting"]) == (2, 1):
+                        break
+                    time.sleep(0.05)
+                assert queue == {"running": 2, "busy": True, "waiting": 1}
+                fourth = f"/conversation/{create(clients[3], 'up')}"
+                refused = clients[3].post(fourth, json={"inputs": "hi"}).text
+                assert '"error_type":"overloaded"' in refused
+            finally:
+                for stream in streams:
+                    stream.close()
+                for client in clients:
+                    client.close()
 
 
 @pytest.mark.reliability(

@@ -12,6 +12,7 @@ TICK_SECONDS = 0.05
 
 class _Fake:
     kind = "test"
+    parallel = 1
     context_length = 4096
 
     async def start(self) -> None:

@@ -66,9 +66,14 @@ def open_stream(http: httpx.Client, conversation_id: str) -> Iterator[LiveStream
         yield LiveStream(response)
 
 
-def wait_for_queue(http: httpx.Client, busy: bool, waiting: int) -> None:
-    """Poll /healthz until the slow model's queue is in the given state."""
-    while http.get("/healthz").json()["models"]["slow"] != {"busy": busy, "waiting": waiting}:
+def wait_for_queue(http: httpx.Client, busy: bool, waiting: int, timeout: float = 30) -> None:
+    """Poll /healthz until the slow model's queue is in the given state (or fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        queue = http.get("/healthz").json()["models"]["slow"]
+        if (queue["busy"], queue["waiting"], queue["running"]) == (busy, waiting, int(busy)):
+            return
+        assert time.monotonic() < deadline, f"queue stayed {queue}"
         time.sleep(0.01)
 
 

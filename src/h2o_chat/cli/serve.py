@@ -15,6 +15,7 @@ from h2o_chat.server.config import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_UPSTREAM_PARALLEL,
     DEFAULT_UPSTREAM_TIMEOUT,
     SOURCE_HELP,
     ServerConfig,
@@ -109,6 +110,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="SECONDS",
         help="read timeout for OpenAI-compatible upstreams (%(default)s)",
     )
+    parser.add_argument(
+        "--upstream-parallel",
+        type=int,
+        default=DEFAULT_UPSTREAM_PARALLEL,
+        metavar="N",
+        help="generations an upstream model runs at once, for the engine to batch "
+        "(%(default)s); in-process models run one at a time",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(handler=run)
 
@@ -131,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             api_key=args.api_key or None,
             upstream_timeout=args.upstream_timeout,
+            upstream_parallel=args.upstream_parallel,
         )
     except ValueError as exc:
         print(f"h2o-chat serve: error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ DEFAULT_PORT = 8000
 DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_UPSTREAM_TIMEOUT = 120.0
+DEFAULT_UPSTREAM_PARALLEL = 8  # generations sent at once to an upstream engine, per model
 
 SOURCE_HELP = """\
 SOURCE is one of:
@@ -78,6 +79,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     api_key: str | None = None
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+    upstream_parallel: int = DEFAULT_UPSTREAM_PARALLEL
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -87,6 +89,8 @@ class ServerConfig:
         check_names((spec.id for spec in self.models), self.aliases)
         if self.queue_size < 0:
             raise ValueError("queue size must be >= 0")
+        if self.upstream_parallel < 1:
+            raise ValueError("upstream parallel must be >= 1")
         if self.max_body_bytes < 1:
             raise ValueError("max body bytes must be >= 1")
 

@@ -59,9 +59,13 @@ async def index(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Liveness, and each model's queue: whether it is generating and how many wait."""
+    """Liveness, and each model's queue: generations running, all slots busy, how many wait."""
     queues = {
-        model_id: {"busy": served.queue.busy, "waiting": served.queue.waiting}
+        model_id: {
+            "running": served.queue.running,
+            "busy": served.queue.busy,
+            "waiting": served.queue.waiting,
+        }
         for model_id, served in runtime_of(request).models.items()
     }
     return JSONResponse({"status": "ok", "models": queues})

@@ -64,7 +64,11 @@ class Runtime:
 
     async def _start_model(self, spec: ModelSpec) -> None:
         config = self.config
-        backend = load_backend(spec, upstream_timeout=config.upstream_timeout)
+        backend = load_backend(
+            spec,
+            upstream_timeout=config.upstream_timeout,
+            upstream_parallel=config.upstream_parallel,
+        )
         try:
             await backend.start()
         except BaseException:
@@ -72,7 +76,9 @@ class Runtime:
             raise
         aliases = tuple(a for a, target in config.aliases.items() if target == spec.id)
         info = ModelInfo(spec.id, backend.kind, backend.context_length, aliases)
-        self.models[spec.id] = ServedModel(info, backend, ModelQueue(config.queue_size))
+        self.models[spec.id] = ServedModel(
+            info, backend, ModelQueue(config.queue_size, backend.parallel)
+        )
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:

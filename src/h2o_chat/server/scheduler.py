@@ -1,4 +1,4 @@
-"""Per-model admission: one generation at a time, the others wait in a bounded FIFO queue."""
+"""Per-model admission: ``parallel`` generations at a time, others wait in a bounded FIFO queue."""
 
 from __future__ import annotations
 
@@ -14,41 +14,49 @@ class Overloaded(Exception):
 
 
 class ModelQueue:
-    """A FIFO lock with at most ``size`` waiters; one more gets :class:`Overloaded` at once."""
+    """``parallel`` slots with at most ``size`` FIFO waiters; one more gets :class:`Overloaded`.
 
-    def __init__(self, size: int) -> None:
+    An in-process model has one slot; an engine that batches (an upstream) has several.
+    """
+
+    def __init__(self, size: int, parallel: int = 1) -> None:
         self.size = size
+        self.parallel = parallel
         self.waiting = 0
-        self._lock = asyncio.Lock()  # asyncio.Lock wakes its waiters in FIFO order
+        self.running = 0  # generations holding a slot
+        self._slots = asyncio.Semaphore(parallel)  # wakes its waiters in FIFO order
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        """Every slot is generating."""
+        return self._slots.locked()
 
     @contextlib.asynccontextmanager
     async def slot(self, stopped: asyncio.Event) -> AsyncIterator[bool]:
         """Hold the model for the block and yield True; raise :class:`Overloaded` if the queue
         is full. If ``stopped`` is set while waiting, leave the queue at once and yield False.
         """
-        if self._lock.locked() and self.waiting >= self.size:
+        if self._slots.locked() and self.waiting >= self.size:
             raise Overloaded(f"the model is busy and {self.waiting} requests are waiting")
         self.waiting += 1
         try:
             held = await self._acquire(stopped)
         finally:
             self.waiting -= 1
+        self.running += held
         try:
             yield held
         finally:
             if held:
-                self._lock.release()
+                self.running -= 1
+                self._slots.release()
 
     async def _acquire(self, stopped: asyncio.Event) -> bool:
-        """Take the lock, unless ``stopped`` is set first."""
+        """Take a slot, unless ``stopped`` is set first."""
         if stopped.is_set():
             return False
-        if not self._lock.locked():
-            await self._lock.acquire()
+        if not self._slots.locked():
+            await self._slots.acquire()
             return True
         acquired = False
         async with anyio.create_task_group() as group:
@@ -58,7 +66,7 @@ class ModelQueue:
                 group.cancel_scope.cancel()
 
             group.start_soon(watch)
-            await self._lock.acquire()  # asyncio.Lock passes its turn on if cancelled here
+            await self._slots.acquire()  # a cancelled waiter passes its turn on
             acquired = True
             group.cancel_scope.cancel()
         return acquired

@@ -87,10 +87,15 @@ class BackendError(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
-    """An engine serving one model. ``start`` loads it; then ``context_length`` is known."""
+    """An engine serving one model. ``start`` loads it; then ``context_length`` is known.
+
+    ``parallel`` is how many generations it runs at once: 1 for a model in this process,
+    more for an engine that batches them (an upstream server).
+    """
 
     kind: str
     context_length: int
+    parallel: int
 
     async def start(self) -> None: ...
 
@@ -142,7 +147,7 @@ def _python_target(source: str) -> tuple[str, str]:
     return module, factory
 
 
-def load_backend(spec: ModelSpec, *, upstream_timeout: float) -> Backend:
+def load_backend(spec: ModelSpec, *, upstream_timeout: float, upstream_parallel: int) -> Backend:
     """The (not yet started) backend for ``spec``."""
     source = spec.source
     check_source(source)
@@ -154,7 +159,12 @@ def load_backend(spec: ModelSpec, *, upstream_timeout: float) -> Backend:
         from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 
         base_url, _, upstream_model = source.partition("#")
-        return OpenAIUpstreamBackend(base_url, upstream_model or spec.id, timeout=upstream_timeout)
+        return OpenAIUpstreamBackend(
+            base_url,
+            upstream_model or spec.id,
+            timeout=upstream_timeout,
+            parallel=upstream_parallel,
+        )
     if source.startswith("synthetic"):
         from h2o_chat.server.backends.synthetic import SyntheticBackend, parse_count
 

@@ -44,6 +44,7 @@ class BuiltinBackend:
     """A GGUF model run by llama-cpp-python (``path`` None: the shipped SmolLM2)."""
 
     kind = "builtin"
+    parallel = 1
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None

@@ -27,9 +27,10 @@ class OpenAIUpstreamBackend:
 
     kind = "openai"
 
-    def __init__(self, base_url: str, model: str, *, timeout: float) -> None:
+    def __init__(self, base_url: str, model: str, *, timeout: float, parallel: int) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.parallel = parallel  # the engine batches concurrent requests
         self.context_length = DEFAULT_CONTEXT_LENGTH
         self._client = httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))

@@ -29,6 +29,7 @@ class SyntheticBackend:
     """Echo (``count`` None) or ``count`` tokens ``" tok"``; see the module docstring."""
 
     kind = "synthetic"
+    parallel = 1
     context_length = SYNTHETIC_CONTEXT_LENGTH
 
     def __init__(self, count: int | None = None) -> None:
