@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+import h2o_chat
 from h2o_chat.protocol.stream import StreamParser
 from h2o_chat.protocol.types import StreamResponse
-from tests.server.conftest import client, converse, error, final, new_conversation, start
-from tests.support.servers import RunningServer
+from tests.server.conftest import ENV, client, converse, error, final, new_conversation, start
+from tests.support.servers import RunningServer, h2o_server
 
 LONG = {"max_new_tokens": 4000}  # 200 s of " tick": only a stop or disconnect ends it sooner
 SHORT_TIMEOUT = 30.0  # a request that had to wait for the long one would fail
@@ -170,3 +172,28 @@ def test_engine_failure_is_an_error_event_without_details(http: httpx.Client) ->
     assert "secret" not in event.error and "Traceback" not in event.error
     saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
     assert saved == []  # a failed turn is not kept: neither question nor answer
+
+
+def test_a_waiting_request_is_kept_alive(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """While a request waits in the queue, ':' comments keep its stream alive: a client whose
+    read timeout (1 s) is far shorter than the wait (2.5 s) gets its whole answer."""
+    args = ("--keep-alive", "0.2", "--model", "slow=python:tests.server.backends:slow")
+    tmp = tmp_path_factory.mktemp("keep-alive")
+    with (
+        h2o_server(tmp, *args, env=ENV) as server,
+        client(server) as http,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        running_id = new_conversation(http, "slow")
+        with open_stream(http, running_id) as running:
+            running.first_event()
+
+            def wait_in_line() -> str:
+                with h2o_chat.Client(server.url, timeout=1.0, max_retries=0) as patient:
+                    return patient.conversation("slow").send("go", max_new_tokens=2).text
+
+            waiting = pool.submit(wait_in_line)
+            time.sleep(2.5)
+            assert not waiting.done()  # still in line, its stream alive
+            http.post(f"/conversation/{running_id}/stop-generating")
+            assert waiting.result(timeout=SHORT_TIMEOUT) == " tick tick"

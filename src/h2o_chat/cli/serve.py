@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from h2o_chat.server.config import (
     BUILTIN_MODEL_ID,
+    DEFAULT_KEEP_ALIVE,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_PORT,
     DEFAULT_QUEUE_SIZE,
@@ -118,6 +119,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="generations an upstream model runs at once, for the engine to batch "
         "(%(default)s); in-process models run one at a time",
     )
+    parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=DEFAULT_KEEP_ALIVE,
+        metavar="SECONDS",
+        help="send a ':' comment on a silent stream after this long (%(default)s)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(handler=run)
 
@@ -141,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             api_key=args.api_key or None,
             upstream_timeout=args.upstream_timeout,
             upstream_parallel=args.upstream_parallel,
+            keep_alive=args.keep_alive,
         )
     except ValueError as exc:
         print(f"h2o-chat serve: error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ DEFAULT_PORT = 8000
 DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_UPSTREAM_TIMEOUT = 120.0
+DEFAULT_KEEP_ALIVE = 15.0  # seconds of silence before a ":" comment, as TGI sent
 DEFAULT_UPSTREAM_PARALLEL = 8  # generations sent at once to an upstream engine, per model
 
 SOURCE_HELP = """\
@@ -80,6 +81,7 @@ class ServerConfig:
     api_key: str | None = None
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_parallel: int = DEFAULT_UPSTREAM_PARALLEL
+    keep_alive: float = DEFAULT_KEEP_ALIVE
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -89,6 +91,8 @@ class ServerConfig:
         check_names((spec.id for spec in self.models), self.aliases)
         if self.queue_size < 0:
             raise ValueError("queue size must be >= 0")
+        if self.keep_alive <= 0:
+            raise ValueError("keep-alive interval must be > 0 seconds")
         if self.upstream_parallel < 1:
             raise ValueError("upstream parallel must be >= 1")
         if self.max_body_bytes < 1:

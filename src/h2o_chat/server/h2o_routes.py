@@ -200,7 +200,9 @@ async def converse(request: Request) -> Response:
     exchange = _Exchange(
         conversation.id, new_message("user", inputs, message_id), response_id, replacing
     )
-    return EventStreamResponse(_stream(runtime, served, turn, exchange))
+    return EventStreamResponse(
+        _stream(runtime, served, turn, exchange), keep_alive=runtime.config.keep_alive
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from h2o_chat.protocol.payloads import SESSION_COOKIE
+from h2o_chat.protocol.stream import KEEP_ALIVE
 
 
 class ApiError(Exception):
@@ -73,17 +77,49 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 
 
 class EventStreamResponse(StreamingResponse):
-    """A ``text/event-stream`` that closes its iterator when the client goes away.
+    """A ``text/event-stream`` with keep-alive comments, closing its iterator when the client
+    goes away.
 
-    Starlette leaves an abandoned iterator suspended; closing it runs its ``finally`` blocks
-    at once, which stops the generation and frees the model.
+    A ``:`` comment goes out whenever ``keep_alive`` seconds pass without a byte (a request
+    waiting in the queue, a slow engine), as TGI did, so that clients' and proxies' read
+    timeouts measure the server's silence, not the queue. Starlette leaves an abandoned
+    iterator suspended; closing it runs its ``finally`` blocks at once, which stops the
+    generation and frees the model.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: Any) -> None:
+    def __init__(self, content: Any, *, keep_alive: float) -> None:
         super().__init__(content, headers={"cache-control": "no-cache"})
+        self.keep_alive = keep_alive
 
     async def stream_response(self, send: Send) -> None:
-        async with contextlib.aclosing(self.body_iterator):  # type: ignore[type-var]
-            await super().stream_response(send)
+        lock, last_sent, done = asyncio.Lock(), time.monotonic(), False
+
+        async def send_serialized(message: Message) -> None:
+            nonlocal last_sent
+            async with lock:
+                await send(message)
+                last_sent = time.monotonic()
+
+        async def keep_alive() -> None:
+            nonlocal last_sent
+            while True:
+                await anyio.sleep(max(0.0, last_sent + self.keep_alive - time.monotonic()))
+                async with lock:
+                    if done:
+                        return
+                    if time.monotonic() - last_sent >= self.keep_alive:
+                        await send(
+                            {"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True}
+                        )
+                        last_sent = time.monotonic()
+
+        iterator = contextlib.aclosing(self.body_iterator)  # type: ignore[type-var]
+        async with iterator, anyio.create_task_group() as group:
+            group.start_soon(keep_alive)
+            try:
+                await super().stream_response(send_serialized)
+            finally:
+                done = True
+                group.cancel_scope.cancel()

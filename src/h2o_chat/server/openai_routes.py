@@ -98,7 +98,10 @@ async def chat_completions(request: Request) -> Response:
     if stream:
         options = body.get("stream_options") or {}
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-        return EventStreamResponse(_chunks(runtime, served, turn, head, include_usage))
+        return EventStreamResponse(
+            _chunks(runtime, served, turn, head, include_usage),
+            keep_alive=runtime.config.keep_alive,
+        )
     job, outcome = Job(turn.request), generation.Outcome()
     async with contextlib.aclosing(runtime.generate(served, job, turn, outcome)) as events:
         async for _ in events:
