@@ -130,8 +130,10 @@ def test_a_url_that_is_not_an_h2o_server_is_one_line(
     argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     with run_process(argv, port, tmp_path / "http.log", "/") as web:
         line = one_error_line(h2o_chat("ask", "--url", web.url, JAPAN, env=cli_env))
-    # the 404 page's HTML is left out
-    assert line == f"error: HTTP 404 from GET /api/models. Is {web.url} an h2o-chat server?"
+    # the 404 page's HTML is left out: its status phrase says enough
+    assert line == (
+        f"error: HTTP 404 from GET /api/models: File not found. Is {web.url} an h2o-chat server?"
+    )
 
 
 def test_a_url_without_its_scheme_is_refused(cli_env: dict[str, str]) -> None:
