@@ -302,3 +302,15 @@ def test_error_messages_are_short_whatever_the_body() -> None:
     assert isinstance(error, errors.ServerError) and len(error.message) < 250
     json = httpx.Response(400, json={"error": "inputs is empty"}, request=request)
     assert errors.from_response(json).message.endswith("inputs is empty")
+
+
+@pytest.mark.parametrize("model", ["", "   ", None])
+def test_an_empty_model_is_refused_by_every_entry_point(
+    url: str, fault: FaultServer, model: object
+) -> None:
+    with h2o_chat.Client(url) as client:
+        with pytest.raises(errors.UnknownModelError):
+            client.chat_stream(model, MESSAGES)  # type: ignore[arg-type]
+        with pytest.raises(errors.UnknownModelError):
+            client.conversation(model)  # type: ignore[arg-type]
+    assert fault.requests == []

@@ -21,7 +21,6 @@ from h2o_chat.client._base import (
     Turn,
 )
 from h2o_chat.client._receiver import StreamReceiver
-from h2o_chat.protocol import payloads
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
@@ -81,7 +80,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         self, model: str, *, system: str | None = None, id: str | None = None
     ) -> AsyncConversation:
         """A conversation that lives on the server (``id`` resumes an existing one)."""
-        return AsyncConversation(self, payloads.resolve_model(model), system, id)
+        return AsyncConversation(self, model, system, id)
 
     async def models(self) -> list[ModelInfo]:
         """The models the server serves (this project's ``GET /api/models``)."""

@@ -98,11 +98,12 @@ def check_text(text: Any) -> str:
     return text
 
 
-def check_model(model: Any) -> str:
-    """A model name must be a non-empty string."""
+def model_id(model: Any) -> str:
+    """The model id a name stands for (a seed short name, or the id itself); it must be a
+    non-empty string."""
     if not isinstance(model, str) or not model.strip():
         raise errors.UnknownModelError(f"model must be a non-empty string, not {model!r}")
-    return model
+    return payloads.resolve_model(model)
 
 
 class ConversationState:
@@ -111,8 +112,8 @@ class ConversationState:
     The id is None until the first turn creates the conversation on the server.
     """
 
-    def __init__(self, model_id: str, system: str | None = None, id: str | None = None) -> None:
-        self.model_id = model_id
+    def __init__(self, model: str, system: str | None = None, id: str | None = None) -> None:
+        self.model_id = model_id(model)
         self.system = system
         self.id = id
         self.messages: list[dict[str, str]] = []
@@ -143,10 +144,10 @@ class BaseConversation(Generic[ClientT]):
     """What :class:`Conversation` and :class:`AsyncConversation` share: the client and state."""
 
     def __init__(
-        self, client: ClientT, model_id: str, system: str | None = None, id: str | None = None
+        self, client: ClientT, model: str, system: str | None = None, id: str | None = None
     ) -> None:
         self._client = client
-        self.state = ConversationState(model_id, system, id)
+        self.state = ConversationState(model, system, id)
 
     @property
     def id(self) -> str | None:
@@ -288,7 +289,7 @@ class BaseClient(Generic[HttpClient]):
         parameters: Mapping[str, Any],
     ) -> Turn:
         """The seed's request: a new conversation holding the flattened message list."""
-        state = ConversationState(payloads.resolve_model(check_model(model)))
+        state = ConversationState(model)
         return state.turn(flatten_messages(messages), options, parameters)
 
     def _stop_flow(self, conversation_id: str) -> Flow[None]:

@@ -22,7 +22,6 @@ from h2o_chat.client._base import (
     Turn,
 )
 from h2o_chat.client._receiver import StreamReceiver
-from h2o_chat.protocol import payloads
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
@@ -87,7 +86,7 @@ class Client(BaseClient[httpx.Client]):
         self, model: str, *, system: str | None = None, id: str | None = None
     ) -> Conversation:
         """A conversation that lives on the server (``id`` resumes an existing one)."""
-        return Conversation(self, payloads.resolve_model(model), system, id)
+        return Conversation(self, model, system, id)
 
     def models(self) -> list[ModelInfo]:
         """The models the server serves (this project's ``GET /api/models``)."""
