@@ -121,7 +121,7 @@ def run_turn(
     if json:
         json_line(answer.result(conversation.id), out)
     else:
-        if not stream and final is not None:
+        if not stream:
             out.write(final.generated_text or "")
         out.write("\n")
         out.flush()
