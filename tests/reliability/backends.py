@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from h2o_chat.server.backends import BackendToken, Job
+from h2o_chat.server.backends.base import BackendToken, Job
 
 TRACE_ENV = "H2O_RELIABILITY_TRACE"
 TICK_SECONDS = 0.05
@@ -57,6 +57,7 @@ class Numbered:
 
     kind = "test"
     parallel = 1
+    max_top_n_tokens = 0
     context_length = CONTEXT_LENGTH
 
     def __init__(self, tick: float = TICK_SECONDS, fail_after: int | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from h2o_chat.server.backends import BackendToken, Job
+from h2o_chat.server.backends.base import BackendToken, Job
 
 TICK_SECONDS = 0.05
 
@@ -13,6 +13,7 @@ TICK_SECONDS = 0.05
 class _Fake:
     kind = "test"
     parallel = 1
+    max_top_n_tokens = 0
     context_length = 4096
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from h2o_chat.server.backends.sources import SyntheticSource
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.embedded import embedded_server, start_in_thread
 from tests.server.conftest import ENV, converse, final, new_conversation
@@ -84,7 +85,7 @@ def test_a_model_that_cannot_load_exits_1(tmp_path: Path) -> None:
 
 def test_embedded_server_in_a_thread(tmp_path: Path) -> None:
     config = ServerConfig(
-        models=(ModelSpec("echo", "synthetic"),), port=0, db_path=tmp_path / "db.sqlite3"
+        models=(ModelSpec("echo", SyntheticSource()),), port=0, db_path=tmp_path / "db.sqlite3"
     )
     with embedded_server(config) as url:
         http = httpx.Client(base_url=url, timeout=30)

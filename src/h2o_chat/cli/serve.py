@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from h2o_chat.server.backends.sources import SOURCE_HELP
 from h2o_chat.server.config import (
     BUILTIN_MODEL_ID,
     DEFAULT_KEEP_ALIVE,
@@ -18,7 +19,6 @@ from h2o_chat.server.config import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_UPSTREAM_PARALLEL,
     DEFAULT_UPSTREAM_TIMEOUT,
-    SOURCE_HELP,
     ServerConfig,
     default_db_path,
     parse_alias,
@@ -132,7 +132,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit code 0 after a clean shutdown."""
-    from h2o_chat.server.runner import serve
+    from h2o_chat.server.process import serve
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

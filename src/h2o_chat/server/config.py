@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
 DEFAULT_PORT = 8000
@@ -18,22 +19,13 @@ DEFAULT_UPSTREAM_TIMEOUT = 120.0
 DEFAULT_KEEP_ALIVE = 15.0  # seconds of silence before a ":" comment, as TGI sent
 DEFAULT_UPSTREAM_PARALLEL = 8  # generations sent at once to an upstream engine, per model
 
-SOURCE_HELP = """\
-SOURCE is one of:
-  builtin                      SmolLM2-135M-Instruct, run in-process (llama-cpp-python)
-  PATH.gguf                    any local GGUF file, run in-process
-  URL#UPSTREAM_MODEL           an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama),
-                               e.g. http://127.0.0.1:8080/v1#qwen2.5; without #, the ID is sent
-  synthetic[:N]                test backend: echoes the last user message, or N tokens " tok"
-  python:MODULE:FACTORY        FACTORY(model_id) from an importable module returns the backend"""
-
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One ``--model ID=SOURCE``."""
 
     id: str
-    source: str
+    source: Source
 
 
 def default_db_path() -> Path:
@@ -50,12 +42,9 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 
 
 def parse_model_spec(text: str) -> ModelSpec:
-    """``ID=SOURCE`` as a :class:`ModelSpec`; the source's syntax is checked by the backends."""
-    from h2o_chat.server.backends import check_source
-
+    """``ID=SOURCE`` as a :class:`ModelSpec`; ``ValueError`` saying what is wrong."""
     model_id, source = _pair(text, "ID=SOURCE")
-    check_source(source)
-    return ModelSpec(model_id, source)
+    return ModelSpec(model_id, parse_source(source))
 
 
 def parse_alias(text: str) -> tuple[str, str]:
@@ -85,7 +74,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if not self.models:
-            object.__setattr__(self, "models", (ModelSpec(BUILTIN_MODEL_ID, "builtin"),))
+            object.__setattr__(self, "models", (ModelSpec(BUILTIN_MODEL_ID, GGUFSource()),))
             seed_aliases = dict.fromkeys(SEED_MODELS.values(), BUILTIN_MODEL_ID)
             object.__setattr__(self, "aliases", {**seed_aliases, **self.aliases})
         check_names((spec.id for spec in self.models), self.aliases)

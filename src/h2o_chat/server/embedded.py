@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 from h2o_chat.server.app import create_app
 from h2o_chat.server.config import ServerConfig
-from h2o_chat.server.runner import H2oServer
+from h2o_chat.server.process import H2oServer
 
 STARTUP_POLL_SECONDS = 0.02
 

@@ -24,7 +24,7 @@ from h2o_chat.protocol.types import (
     StreamResponse,
     Token,
 )
-from h2o_chat.server.backends import (
+from h2o_chat.server.backends.base import (
     Backend,
     BackendError,
     BackendToken,
@@ -41,7 +41,7 @@ OVERLOADED_MESSAGE = "Model is overloaded"
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
+class GenerationPlan:
     """A generation as the protocol asked for it."""
 
     request: GenerationRequest
@@ -50,14 +50,14 @@ class Turn:
     prefix: str = ""  # put before generated_text (return_full_text)
 
 
-def build_turn(
+def plan_generation(
     messages: Sequence[ChatMessage],
     parameters: Mapping[str, Any],
     context_length: int,
     *,
     prefix: str = "",
-) -> Turn:
-    """The turn for validated TGI ``parameters``; raises :class:`InvalidRequestError`.
+) -> GenerationPlan:
+    """The plan for validated TGI ``parameters``; raises :class:`InvalidRequestError`.
 
     As TGI does, sampling is on when ``do_sample`` is true, or when it is absent and a
     warper (temperature, top_k, top_p, typical_p) is set; ``do_sample: false`` is greedy.
@@ -93,11 +93,13 @@ def build_turn(
         truncate=truncate,
         seed=seed,
     )
-    return Turn(request, tuple(parameters.get("stop", ())), bool(parameters.get("details")), prefix)
+    return GenerationPlan(
+        request, tuple(parameters.get("stop", ())), bool(parameters.get("details")), prefix
+    )
 
 
 @dataclass(slots=True)
-class Outcome:
+class GenerationResult:
     """How a generation went: its text, token count, finish reason or error."""
 
     parts: list[str] = field(default_factory=list)  # the generated text, special tokens left out
@@ -148,9 +150,9 @@ def _find_stop(text: str, added: int, stops: Sequence[str]) -> int | None:
 
 
 async def run(
-    backend: Backend, queue: ModelQueue, job: Job, turn: Turn, outcome: Outcome
+    backend: Backend, queue: ModelQueue, job: Job, plan: GenerationPlan, result: GenerationResult
 ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
-    """Wait for the model, generate, and yield the events; ``outcome`` records the result.
+    """Wait for the model, generate, and yield the events; ``result`` records the result.
 
     Ends early, without a final event, when ``job.cancel`` is set (stop-generating).
     """
@@ -160,51 +162,51 @@ async def run(
                 return
             async with contextlib.aclosing(backend.stream(job)) as pieces:
                 async for piece in pieces:
-                    event = _step(piece, turn, outcome)
+                    event = _step(piece, plan, result)
                     yield event
                     if event.is_final or job.cancel.is_set():
                         return
             if not job.cancel.is_set():  # the backend ended on its own without an end token
-                yield _limit_reached(turn, outcome)
+                yield _limit_reached(plan, result)
     except Overloaded:
-        outcome.error = ErrorEvent(OVERLOADED_MESSAGE, "overloaded")
-        yield outcome.error
+        result.error = ErrorEvent(OVERLOADED_MESSAGE, "overloaded")
+        yield result.error
     except BackendError as exc:
-        outcome.error = ErrorEvent(exc.message, exc.error_type)
-        yield outcome.error
+        result.error = ErrorEvent(exc.message, exc.error_type)
+        yield result.error
     except Exception:
         logger.exception("generation failed")
-        outcome.error = ErrorEvent("generation failed", "generation")
-        yield outcome.error
+        result.error = ErrorEvent("generation failed", "generation")
+        yield result.error
 
 
-def _step(piece: BackendToken, turn: Turn, outcome: Outcome) -> StreamResponse:
+def _step(piece: BackendToken, plan: GenerationPlan, result: GenerationResult) -> StreamResponse:
     """The event for one backend token, final when the answer ends with it."""
-    outcome.generated_tokens += 1
+    result.generated_tokens += 1
     if piece.eos:
         token = Token(piece.id, END_OF_TEXT, piece.logprob, special=True)
-        outcome.finish_reason = "eos_token"
+        result.finish_reason = "eos_token"
     else:
         token = Token(piece.id, piece.text, piece.logprob)
-        outcome.add(piece.text, turn.stop)
-        if outcome.finish_reason is None and (
-            outcome.generated_tokens >= turn.request.max_new_tokens
+        result.add(piece.text, plan.stop)
+        if result.finish_reason is None and (
+            result.generated_tokens >= plan.request.max_new_tokens
         ):
-            outcome.finish_reason = "length"
-    if outcome.finish_reason is None:
+            result.finish_reason = "length"
+    if result.finish_reason is None:
         return StreamResponse(token)
-    return _final(token, turn, outcome)
+    return _final(token, plan, result)
 
 
-def _limit_reached(turn: Turn, outcome: Outcome) -> StreamResponse:
+def _limit_reached(plan: GenerationPlan, result: GenerationResult) -> StreamResponse:
     """The final event when the backend stopped without its end token: it hit a limit
     (an upstream's ``length``). The end token closes the stream but is not counted."""
-    outcome.finish_reason = "length"
-    return _final(Token(END_TOKEN_ID, END_OF_TEXT, None, special=True), turn, outcome)
+    result.finish_reason = "length"
+    return _final(Token(END_TOKEN_ID, END_OF_TEXT, None, special=True), plan, result)
 
 
-def _final(token: Token, turn: Turn, outcome: Outcome) -> StreamResponse:
+def _final(token: Token, plan: GenerationPlan, result: GenerationResult) -> StreamResponse:
     details = None
-    if turn.details and outcome.finish_reason is not None:
-        details = Details(outcome.finish_reason, outcome.generated_tokens, turn.request.seed)
-    return StreamResponse(token, turn.prefix + outcome.text, details)
+    if plan.details and result.finish_reason is not None:
+        details = Details(result.finish_reason, result.generated_tokens, plan.request.seed)
+    return StreamResponse(token, plan.prefix + result.text, details)

@@ -9,10 +9,12 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import anyio
+from starlette.requests import Request
 
 from h2o_chat.protocol.types import ErrorEvent, ModelInfo, StreamResponse
 from h2o_chat.server import generation
-from h2o_chat.server.backends import Backend, Job, load_backend
+from h2o_chat.server.backends.base import Backend, Job
+from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.scheduler import ModelQueue
 from h2o_chat.server.storage import Storage
@@ -65,7 +67,8 @@ class Runtime:
     async def _start_model(self, spec: ModelSpec) -> None:
         config = self.config
         backend = load_backend(
-            spec,
+            spec.id,
+            spec.source,
             upstream_timeout=config.upstream_timeout,
             upstream_parallel=config.upstream_parallel,
         )
@@ -105,8 +108,8 @@ class Runtime:
         self,
         served: ServedModel,
         job: Job,
-        turn: generation.Turn,
-        outcome: generation.Outcome,
+        plan: generation.GenerationPlan,
+        result: generation.GenerationResult,
         *,
         conversation_id: str = "",
         on_end: Callable[[], None] | None = None,
@@ -119,7 +122,7 @@ class Runtime:
         done = asyncio.Event()
         self._running[job] = _Running(conversation_id, done)
         try:
-            events = generation.run(served.backend, served.queue, job, turn, outcome)
+            events = generation.run(served.backend, served.queue, job, plan, result)
             async with contextlib.aclosing(events):
                 async for event in events:
                     yield event
@@ -134,7 +137,7 @@ class Runtime:
     async def stop(self, conversation_id: str) -> bool:
         """Stop the conversation's generations; whether there was one.
 
-        Returns once they have ended and kept their answers, so that a next turn sees them;
+        Returns once they have ended and kept their answers, so that a next plan sees them;
         waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing).
         """
         stopping = [
@@ -151,3 +154,9 @@ class Runtime:
         """Stop every generation (shutdown)."""
         for job in self._running:
             job.stop()
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime of the app serving ``request``."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime

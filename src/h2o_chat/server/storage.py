@@ -49,7 +49,7 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
-class Conversation:
+class StoredConversation:
     id: str
     model: str
     preprompt: str | None
@@ -100,7 +100,7 @@ class Storage:
         )
         return conversation_id
 
-    def conversation(self, session_id: str, conversation_id: str) -> Conversation | None:
+    def conversation(self, session_id: str, conversation_id: str) -> StoredConversation | None:
         """The session's conversation with its messages in order, or None."""
         row = self._db.execute(
             "SELECT model, preprompt FROM conversations WHERE id = ? AND session_id = ?",
@@ -112,7 +112,9 @@ class Storage:
             "SELECT id, role, content FROM messages WHERE conversation_id = ? ORDER BY seq",
             (conversation_id,),
         ).fetchall()
-        return Conversation(conversation_id, row[0], row[1], tuple(Message(*m) for m in messages))
+        return StoredConversation(
+            conversation_id, row[0], row[1], tuple(Message(*m) for m in messages)
+        )
 
     def delete_conversation(self, session_id: str, conversation_id: str) -> bool:
         cursor = self._db.execute(

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from h2o_chat.server.backends import BackendError, BackendToken, Job, context_error
+from h2o_chat.server.backends.base import BackendError, BackendToken, Job, context_error
 
 logger = logging.getLogger("h2o_chat.server")
 
@@ -45,9 +45,10 @@ class BuiltinBackend:
 
     kind = "builtin"
     parallel = 1
+    max_top_n_tokens = 0
 
-    def __init__(self, path: str | None = None) -> None:
-        self.path = Path(path) if path else None
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
         self.context_length = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="h2o-llama")
         self._llm: Any = None

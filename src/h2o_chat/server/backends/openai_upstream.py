@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from h2o_chat.server.backends import BackendError, BackendToken, ErrorType, Job
+from h2o_chat.server.backends.base import BackendError, BackendToken, ErrorType, Job
 
 logger = logging.getLogger("h2o_chat.server")
 
@@ -26,6 +26,7 @@ class OpenAIUpstreamBackend:
     """The model ``model`` of the OpenAI-compatible server at ``base_url`` (ending in /v1)."""
 
     kind = "openai"
+    max_top_n_tokens = 0
 
     def __init__(self, base_url: str, model: str, *, timeout: float, parallel: int) -> None:
         self.base_url = base_url.rstrip("/")

@@ -8,21 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from h2o_chat.server.backends import BackendToken, Job, context_error
+from h2o_chat.server.backends.base import BackendToken, Job, context_error
 
 SYNTHETIC_CONTEXT_LENGTH = 8192
 EOS_ID = 0
 TOKEN_ID = 1
-
-
-def parse_count(source: str) -> int | None:
-    """``synthetic`` -> None (echo); ``synthetic:N`` -> N (N >= 0)."""
-    if source == "synthetic":
-        return None
-    count = source.removeprefix("synthetic:")
-    if not count.isdigit():
-        raise ValueError(f"expected synthetic or synthetic:N, got {source!r}")
-    return int(count)
 
 
 class SyntheticBackend:
@@ -30,6 +20,7 @@ class SyntheticBackend:
 
     kind = "synthetic"
     parallel = 1
+    max_top_n_tokens = 0
     context_length = SYNTHETIC_CONTEXT_LENGTH
 
     def __init__(self, count: int | None = None) -> None:

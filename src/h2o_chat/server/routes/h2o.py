@@ -19,7 +19,7 @@ from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.stream import encode_error, encode_event
 from h2o_chat.protocol.types import ErrorEvent
 from h2o_chat.server import generation
-from h2o_chat.server.backends import ChatMessage, Job
+from h2o_chat.server.backends.base import ChatMessage, Job
 from h2o_chat.server.http import (
     ApiError,
     EventStreamResponse,
@@ -28,20 +28,15 @@ from h2o_chat.server.http import (
     read_json_object,
     session_id,
 )
-from h2o_chat.server.runtime import Runtime, ServedModel
-from h2o_chat.server.storage import Conversation, Message, new_message
+from h2o_chat.server.runtime import Runtime, ServedModel, runtime_of
+from h2o_chat.server.storage import Message, StoredConversation, new_message
 
 CONVERSATION_ID = re.compile(r"[0-9a-f]{24}")
 NOT_FOUND = "Conversation not found"
 SETTINGS_BOOLEANS = ("shareConversationsWithModelAuthors", "ethicsModalAccepted")
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _conversation(request: Request) -> Conversation:
+def _conversation(request: Request) -> StoredConversation:
     """The path's conversation if it belongs to this session, else 404."""
     conversation_id = request.path_params["id"]
     conversation = None
@@ -196,18 +191,20 @@ async def converse(request: Request) -> Response:
     messages += [ChatMessage(m.role, m.content) for m in history]
     messages.append(ChatMessage("user", inputs))
     prefix = inputs if parameters.get("return_full_text") else ""
-    turn = generation.build_turn(messages, parameters, served.info.context_length, prefix=prefix)
+    plan = generation.plan_generation(
+        messages, parameters, served.info.context_length, prefix=prefix
+    )
     exchange = _Exchange(
         conversation.id, new_message("user", inputs, message_id), response_id, replacing
     )
     return EventStreamResponse(
-        _stream(runtime, served, turn, exchange), keep_alive=runtime.config.keep_alive
+        _stream(runtime, served, plan, exchange), keep_alive=runtime.config.keep_alive
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _Exchange:
-    """Where the answer of a turn goes: saved with its question once it ends, as chat-ui did."""
+    """Where the answer of a plan goes: saved with its question once it ends, as chat-ui did."""
 
     conversation_id: str
     question: Message
@@ -216,23 +213,23 @@ class _Exchange:
 
 
 async def _stream(
-    runtime: Runtime, served: ServedModel, turn: generation.Turn, exchange: _Exchange
+    runtime: Runtime, served: ServedModel, plan: generation.GenerationPlan, exchange: _Exchange
 ) -> AsyncIterator[bytes]:
-    outcome = generation.Outcome()
+    result = generation.GenerationResult()
     conversation_id = exchange.conversation_id
 
     def keep_answer() -> None:  # a complete or stopped answer is kept; a failed one is not
-        if outcome.error is None and (outcome.answer or outcome.finish_reason):
-            answer = new_message("assistant", outcome.answer, exchange.response_id)
+        if result.error is None and (result.answer or result.finish_reason):
+            answer = new_message("assistant", result.answer, exchange.response_id)
             runtime.storage.save_turn(
                 conversation_id, exchange.question, answer, replacing=exchange.replacing
             )
 
     events = runtime.generate(
         served,
-        Job(turn.request),
-        turn,
-        outcome,
+        Job(plan.request),
+        plan,
+        result,
         conversation_id=conversation_id,
         on_end=keep_answer,
     )

@@ -21,10 +21,9 @@ from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.prompt import validate_messages
 from h2o_chat.protocol.types import ErrorEvent
 from h2o_chat.server import generation
-from h2o_chat.server.backends import ChatMessage, Job
-from h2o_chat.server.h2o_routes import runtime_of
+from h2o_chat.server.backends.base import ChatMessage, Job
 from h2o_chat.server.http import ApiError, EventStreamResponse, JSONResponse, read_json_object
-from h2o_chat.server.runtime import Runtime, ServedModel
+from h2o_chat.server.runtime import Runtime, ServedModel, runtime_of
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 ERROR_STATUS = {"overloaded": 503, "validation": 400}
@@ -63,17 +62,17 @@ def _parameters(body: Mapping[str, Any]) -> dict[str, Any]:
     return validate_parameters(parameters, names={"max_new_tokens": max_tokens})
 
 
-def _turn(body: Mapping[str, Any], served: ServedModel) -> generation.Turn:
+def _plan(body: Mapping[str, Any], served: ServedModel) -> generation.GenerationPlan:
     if body.get("n", 1) != 1:
         raise ApiError(400, "only n = 1 is supported", code="invalid_value")
     checked = validate_messages(body.get("messages", ()))
     messages = [ChatMessage(m["role"], m["content"]) for m in checked]
-    return generation.build_turn(messages, _parameters(body), served.info.context_length)
+    return generation.plan_generation(messages, _parameters(body), served.info.context_length)
 
 
-def _usage(job: Job, outcome: generation.Outcome) -> dict[str, int]:
+def _usage(job: Job, result: generation.GenerationResult) -> dict[str, int]:
     prompt = job.prompt_tokens or 0
-    completion = outcome.completion_tokens
+    completion = result.completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -89,7 +88,7 @@ async def chat_completions(request: Request) -> Response:
     served = runtime.resolve(name) if isinstance(name, str) else None
     if served is None:
         raise ApiError(404, runtime.unknown_model(name), code="model_not_found")
-    turn = _turn(body, served)
+    plan = _plan(body, served)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, "'stream' must be true or false")
@@ -99,26 +98,26 @@ async def chat_completions(request: Request) -> Response:
         options = body.get("stream_options") or {}
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
         return EventStreamResponse(
-            _chunks(runtime, served, turn, head, include_usage),
+            _chunks(runtime, served, plan, head, include_usage),
             keep_alive=runtime.config.keep_alive,
         )
-    job, outcome = Job(turn.request), generation.Outcome()
-    async with contextlib.aclosing(runtime.generate(served, job, turn, outcome)) as events:
+    job, result = Job(plan.request), generation.GenerationResult()
+    async with contextlib.aclosing(runtime.generate(served, job, plan, result)) as events:
         async for _ in events:
             pass
-    if outcome.error is not None:
-        error_type = outcome.error.error_type or "generation"
+    if result.error is not None:
+        error_type = result.error.error_type or "generation"
         status = ERROR_STATUS.get(error_type, 500)
-        raise ApiError(status, outcome.error.error, error_type=error_type)
-    message = {"role": "assistant", "content": outcome.answer}
+        raise ApiError(status, result.error.error, error_type=error_type)
+    message = {"role": "assistant", "content": result.answer}
     choice = {
         "index": 0,
         "message": message,
         "logprobs": None,
-        "finish_reason": FINISH_REASONS.get(outcome.finish_reason or "", "stop"),
+        "finish_reason": FINISH_REASONS.get(result.finish_reason or "", "stop"),
     }
     return JSONResponse(
-        {**head, "object": "chat.completion", "choices": [choice], "usage": _usage(job, outcome)}
+        {**head, "object": "chat.completion", "choices": [choice], "usage": _usage(job, result)}
     )
 
 
@@ -137,7 +136,7 @@ def _sse(payload: Mapping[str, Any]) -> bytes:
 async def _chunks(
     runtime: Runtime,
     served: ServedModel,
-    turn: generation.Turn,
+    plan: generation.GenerationPlan,
     head: dict[str, Any],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
@@ -149,26 +148,26 @@ async def _chunks(
         return _sse({**head, "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""})
-    job, outcome, sent = Job(turn.request), generation.Outcome(), 0
+    job, result, sent = Job(plan.request), generation.GenerationResult(), 0
     pending = ""  # generated text not sent yet: it may begin a stop sequence
-    async with contextlib.aclosing(runtime.generate(served, job, turn, outcome)) as events:
+    async with contextlib.aclosing(runtime.generate(served, job, plan, result)) as events:
         async for event in events:
             if isinstance(event, ErrorEvent):
                 error = {"message": event.error, "type": event.error_type, "code": None}
                 yield _sse({"error": error})
                 return
             if event.is_final:
-                text = outcome.answer[sent:]
-                reason = FINISH_REASONS.get(outcome.finish_reason or "", "stop")
+                text = result.answer[sent:]
+                reason = FINISH_REASONS.get(result.finish_reason or "", "stop")
                 yield chunk({"content": text} if text else {}, reason)
             else:
                 pending += event.token.text
-                ready = len(pending) - _held_back(pending, turn.stop)
+                ready = len(pending) - _held_back(pending, plan.stop)
                 if ready > 0:
                     yield chunk({"content": pending[:ready]})
                     pending, sent = pending[ready:], sent + ready
     if include_usage:
-        yield _sse({**head, "choices": [], "usage": _usage(job, outcome)})
+        yield _sse({**head, "choices": [], "usage": _usage(job, result)})
     yield b"data: [DONE]\n\n"
 
 

@@ -1,0 +1,107 @@
+"""A model's SOURCE: parsed once into a typed value, which :func:`load_backend` turns into
+the engine that serves it."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from h2o_chat.server.backends.base import Backend
+from h2o_chat.server.backends.builtin import BuiltinBackend
+from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
+from h2o_chat.server.backends.synthetic import SyntheticBackend
+
+SOURCE_HELP = """\
+SOURCE is one of:
+  builtin                      SmolLM2-135M-Instruct, run in-process (llama-cpp-python)
+  PATH.gguf                    any local GGUF file, run in-process
+  URL#UPSTREAM_MODEL           an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama),
+                               e.g. http://127.0.0.1:8080/v1#qwen2.5; without #, the ID is sent
+  synthetic[:N]                test backend: echoes the last user message, or N tokens " tok"
+  python:MODULE:FACTORY        FACTORY(model_id) from an importable module returns the backend"""
+
+
+@dataclass(frozen=True, slots=True)
+class GGUFSource:
+    """A GGUF model run in this process; ``path`` None is the built-in SmolLM2."""
+
+    path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSource:
+    """An OpenAI-compatible server; ``model`` None sends the served model's own id."""
+
+    base_url: str
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSource:
+    """The test engine: echo (``count`` None) or ``count`` tokens."""
+
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PythonSource:
+    """``FACTORY(model_id)`` from an importable module (tests and benchmarks)."""
+
+    module: str
+    factory: str
+
+
+Source = GGUFSource | UpstreamSource | SyntheticSource | PythonSource
+
+
+def parse_source(text: str) -> Source:
+    """The source ``text`` names; ``ValueError`` saying what is expected when it names none."""
+    if text == "builtin":
+        return GGUFSource()
+    if text.endswith(".gguf"):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"no GGUF file at {text}: give the path of an existing .gguf file")
+        return GGUFSource(path)
+    if text.startswith(("http://", "https://")):
+        base_url, _, model = text.partition("#")
+        return UpstreamSource(base_url, model or None)
+    if text == "synthetic":
+        return SyntheticSource()
+    if text.startswith("synthetic:"):
+        count = text.removeprefix("synthetic:")
+        if not count.isdigit():
+            raise ValueError(f"expected synthetic or synthetic:N, got {text!r}")
+        return SyntheticSource(int(count))
+    if text.startswith("python:"):
+        module, sep, factory = text.removeprefix("python:").rpartition(":")
+        if not sep or not module or not factory:
+            raise ValueError(f"expected python:MODULE:FACTORY, got {text!r}")
+        return PythonSource(module, factory)
+    raise ValueError(
+        f"unknown model source {text!r}: expected builtin, a .gguf path, an http(s) URL, "
+        "synthetic[:N] or python:MODULE:FACTORY"
+    )
+
+
+def load_backend(
+    model_id: str, source: Source, *, upstream_timeout: float, upstream_parallel: int
+) -> Backend:
+    """The (not yet started) engine serving ``model_id`` from ``source``."""
+    match source:
+        case GGUFSource(path):
+            return BuiltinBackend(path)
+        case UpstreamSource(base_url, model):
+            return OpenAIUpstreamBackend(
+                base_url, model or model_id, timeout=upstream_timeout, parallel=upstream_parallel
+            )
+        case SyntheticSource(count):
+            return SyntheticBackend(count)
+        case PythonSource(module, factory):
+            backend = getattr(importlib.import_module(module), factory)(model_id)
+            if not isinstance(backend, Backend):
+                raise TypeError(
+                    f"python:{module}:{factory} returned {type(backend).__name__}, not a backend"
+                )
+            return backend
