@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.helpers import h2o_chat
+from tests.support.cli import h2o_chat
 
 
 @pytest.mark.parametrize("command", [(), ("ask",), ("chat",), ("models",)])
