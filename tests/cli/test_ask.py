@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, one_error_line
+from tests.support.cli import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, one_error_line, start
 from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,10 +38,7 @@ def test_ask_streams_the_answer_to_stdout(server: RunningServer, cli_env: dict[s
 def test_ask_prints_tokens_before_the_answer_is_complete(
     server: RunningServer, cli_env: dict[str, str]
 ) -> None:
-    argv = [sys.executable, "-m", "h2o_chat", "ask", "--url", server.url, *LONG, LONG_PROMPT]
-    with subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env
-    ) as process:
+    with start("ask", "--url", server.url, *LONG, LONG_PROMPT, env=cli_env) as process:
         assert process.stdout is not None
         first = os.read(process.stdout.fileno(), 64)
         # text arrived while the 4000-token answer is still being generated

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from tests.cli.helpers import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat
+from tests.support.cli import GREEDY, JAPAN, LONG, LONG_PROMPT, h2o_chat, spawn
 from tests.support.servers import RunningServer
 
 PROMPT = ">>>"
@@ -24,14 +23,7 @@ def terminal_env(cli_env: dict[str, str]) -> dict[str, str]:
 
 def spawn_chat(url: str, env: dict[str, str], *args: str) -> pexpect.spawn:
     """``h2o-chat chat`` in a pseudo-terminal, at its first prompt."""
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "h2o_chat", "chat", "--url", url, *args],
-        env=env,
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(40, 200),
-    )
+    child = spawn("chat", "--url", url, *args, env=env, dimensions=(40, 200))
     child.expect("Chatting with SmolLM2-135M-Instruct")
     child.expect(PROMPT)
     return child

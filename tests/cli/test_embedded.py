@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pexpect
 
-from tests.cli.helpers import GREEDY, JAPAN, h2o_chat
+from tests.support.cli import GREEDY, JAPAN, h2o_chat, spawn
 
 NOTICE = "h2o-chat: no --url given; running the built-in model SmolLM2-135M-Instruct locally"
 
@@ -41,13 +40,7 @@ def test_unknown_model_names_the_builtin_one(cli_env: dict[str, str]) -> None:
 
 
 def test_a_terminal_sees_a_spinner_while_the_model_loads(cli_env: dict[str, str]) -> None:
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "h2o_chat", "ask", *GREEDY, JAPAN],
-        env=cli_env,
-        encoding="utf-8",
-        timeout=120,
-    )
+    child = spawn("ask", *GREEDY, JAPAN, env=cli_env)
     child.expect_exact(NOTICE)
     child.expect_exact("loading SmolLM2-135M-Instruct…")
     child.expect_exact("\x1b[K")  # the spinner's line is cleared before the answer

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.helpers import h2o_chat
+from tests.support.cli import h2o_chat
 
 
-@pytest.mark.parametrize("command", [(), ("ask",), ("chat",), ("models",)])
+@pytest.mark.parametrize("command", [(), ("ask",), ("chat",), ("models",), ("serve",)])
 def test_help_shows_examples(command: tuple[str, ...], cli_env: dict[str, str]) -> None:
     result = h2o_chat(*command, "--help", env=cli_env)
     assert result.returncode == 0, result.stderr

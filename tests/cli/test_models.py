@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.helpers import h2o_chat
+from tests.support.cli import h2o_chat
 from tests.support.servers import RunningServer
 
 

@@ -1,6 +1,6 @@
 """A small protocol-faithful H2o server for the tests, which misbehaves on request.
 
-It speaks PROTOCOL.md (session cookie, settings, conversations, the TGI event stream) and
+It speaks docs/protocol.md (session cookie, settings, conversations, the TGI event stream) and
 follows a :class:`Plan` that a test sets: error statuses before success, and a fault in the
 stream (connection reset, stall, malformed line, error event, endless line). It runs under
 uvicorn on a free 127.0.0.1 port in a thread, and counts requests and client connections.

@@ -8,10 +8,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+from h2o_chat.cli._output import CLIError, server_extra
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
-    from h2o_chat.cli import ask, chat, models, serve
+    """The argument parser with every subcommand registered.
+
+    ``serve`` is only named here: its own parser is built when it runs (:func:`_serve`).
+    """
+    from h2o_chat.cli import ask, chat, models
 
     parser = argparse.ArgumentParser(
         prog="h2o-chat",
@@ -30,16 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log requests and errors to stderr"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ask, chat, models, serve):
+    for module in (ask, chat, models):
         module.register(commands)
+    serve = commands.add_parser("serve", help="run an H2o-compatible chat server", add_help=False)
+    serve.set_defaults(handler=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``h2o-chat serve``: its options and the server come from the ``server`` extra."""
+    with server_extra("'h2o-chat serve'"):
+        from h2o_chat.cli import serve
+
+        return serve.main(args.serve_argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``h2o-chat`` script: 0 ok, 1 error (one line on stderr), 130 Ctrl-C."""
-    from h2o_chat.cli._output import CLIError
-
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        args.serve_argv = rest  # for serve's own parser
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
         logging.getLogger("h2o_chat").setLevel(logging.DEBUG)

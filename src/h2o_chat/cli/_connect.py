@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from h2o_chat import errors
-from h2o_chat.cli._output import CLIError, Spinner, log, one_line
+from h2o_chat.cli._output import CLIError, Spinner, log, one_line, server_extra
 from h2o_chat.client import Client, Conversation
 from h2o_chat.protocol.types import ModelInfo
 
@@ -134,8 +134,12 @@ def _embedded_server() -> Iterator[str]:
 
     Its conversations live in a temporary database: nothing outlives the command.
     """
-    from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
-    from h2o_chat.server.embedded import embedded_server
+    with server_extra(
+        f"the built-in model (run when neither --url nor {URL_ENV} is given)",
+        otherwise=", or give --url of a running server",
+    ):
+        from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
+        from h2o_chat.server.embedded import embedded_server
 
     print(
         f"h2o-chat: no --url given; running the built-in model {BUILTIN_MODEL_ID} locally",

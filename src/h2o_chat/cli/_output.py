@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -18,6 +19,19 @@ log = logging.getLogger("h2o_chat.cli")
 
 class CLIError(Exception):
     """A failure to report as one ``error: ...`` line on stderr, exiting with status 1."""
+
+
+@contextlib.contextmanager
+def server_extra(what: str, otherwise: str = "") -> Iterator[None]:
+    """Report an import of the server that fails for want of the ``server`` extra (a plain
+    ``pip install h2o-chat`` has only the client) as one line saying what to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == "h2o_chat":
+            raise  # a broken install of this package, not a missing extra
+        install = "pip install 'h2o-chat[server]'"
+        raise CLIError(f"{what} needs the server extra ({exc}): {install}{otherwise}") from exc
 
 
 def one_line(text: str, limit: int = 300) -> str:

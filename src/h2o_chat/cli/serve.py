@@ -1,4 +1,8 @@
-"""``h2o-chat serve``: run the H2o-compatible server (and its OpenAI front door)."""
+"""``h2o-chat serve``: run the H2o-compatible server (and its OpenAI front door).
+
+Its options come from the server package, so this module is imported only when ``serve``
+runs (``h2o_chat.cli._serve``): the other commands work without the ``server`` extra.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,11 +59,10 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``serve`` subcommand."""
-    parser = commands.add_parser(
-        "serve",
-        help="run an H2o-compatible chat server",
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``h2o-chat serve``, with the server's own defaults."""
+    parser = argparse.ArgumentParser(
+        prog="h2o-chat serve",
         description="Run the H2o-compatible chat server, with its OpenAI front door on /v1.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -127,7 +130,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="send a ':' comment on a silent stream after this long (%(default)s)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.set_defaults(handler=run)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``h2o-chat serve ARGV``."""
+    return run(build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
