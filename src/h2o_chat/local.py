@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
+import importlib
 import importlib.util
 import logging
 import tempfile
@@ -120,13 +122,6 @@ async def local_async_client(**options: Any) -> AsyncIterator[AsyncClient]:
         await asyncio.to_thread(server.close)
 
 
-# The shared server stops at exit before the interpreter shuts its thread pools down (the
-# server's shutdown runs work on them): in threading's exit hook, where concurrent.futures
-# registers its own. Ours is registered after the server started, so after theirs, and
-# these hooks run in reverse. Elsewhere than CPython: atexit.
-_at_exit: Callable[[Callable[[], None]], object] = getattr(
-    threading, "_register_atexit", atexit.register
-)
 _shared = contextlib.ExitStack()
 _shared_url: str | None = None
 _shared_lock = threading.Lock()
@@ -141,10 +136,24 @@ def shared_server_url() -> str:
     global _shared_url
     with _shared_lock:
         if _shared_url is None:
-            url = _shared.enter_context(local_server())
-            _at_exit(_stop_shared)
-            _shared_url = url
+            _stop_shared_at_exit()
+            _shared_url = _shared.enter_context(local_server())
         return _shared_url
+
+
+@functools.cache
+def _stop_shared_at_exit() -> None:
+    """Have the shared server stop at exit, before the interpreter shuts its thread pools
+    down (the server's shutdown runs work on them).
+
+    That is in threading's exit hooks, where concurrent.futures registers its own: they run
+    in reverse, so ours goes in after theirs. Elsewhere than CPython: atexit.
+    """
+    importlib.import_module("concurrent.futures.thread")  # registers its hook on import
+    register: Callable[[Callable[[], None]], object] = getattr(
+        threading, "_register_atexit", atexit.register
+    )
+    register(_stop_shared)
 
 
 def _stop_shared() -> None:
