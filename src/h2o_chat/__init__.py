@@ -9,17 +9,20 @@ from h2o_chat.errors import (
     H2oError,
     HTTPStatusError,
     InvalidRequestError,
+    LocalServerError,
     MalformedStreamError,
     NotFoundError,
     ProtocolError,
     RateLimitError,
     ServerError,
+    ServerNotInstalledError,
     StreamClosedError,
     StreamError,
     TimeoutError,
     TransportError,
     UnknownModelError,
 )
+from h2o_chat.local import local_async_client, local_client, local_server
 from h2o_chat.protocol.types import Completion, Details, ModelInfo, StreamResponse, Token
 
 __version__ = "0.1.0"
@@ -38,6 +41,7 @@ __all__ = [
     "H2oError",
     "HTTPStatusError",
     "InvalidRequestError",
+    "LocalServerError",
     "MalformedStreamError",
     "ModelInfo",
     "NotFoundError",
@@ -45,6 +49,7 @@ __all__ = [
     "RateLimitError",
     "RetryPolicy",
     "ServerError",
+    "ServerNotInstalledError",
     "StreamClosedError",
     "StreamError",
     "StreamResponse",
@@ -53,4 +58,7 @@ __all__ = [
     "TransportError",
     "UnknownModelError",
     "__version__",
+    "local_async_client",
+    "local_client",
+    "local_server",
 ]

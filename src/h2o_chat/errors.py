@@ -105,6 +105,18 @@ class MalformedStreamError(StreamError, ProtocolError):
         self.events: list[Any] = []
 
 
+class LocalServerError(H2oError):
+    """The built-in server (:mod:`h2o_chat.local`) could not start; its log says why."""
+
+
+class ServerNotInstalledError(LocalServerError):
+    """The built-in server needs the ``server`` extra: ``pip install 'h2o-chat[server]'``."""
+
+    def __init__(self, message: str, missing: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.missing = missing  # the extra's modules that are not installed
+
+
 _STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,

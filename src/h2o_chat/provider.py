@@ -3,6 +3,10 @@
 ``_create_completion(model, messages, stream, **kwargs)`` sends what the seed sent (its
 flattened prompt, parameters and options) and yields the answer's text tokens. Unlike the
 seed it reuses one client, one session and one connection pool per base URL.
+
+The seed's site is gone: with no ``base_url=`` and no ``H2O_CHAT_URL`` the answer comes from
+the built-in model, served in this process (:func:`h2o_chat.local.shared_server_url`). ``url``
+keeps the seed's value; pass it as ``base_url=`` to talk to that site.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections.abc import Generator
 from typing import Any, get_type_hints
 
+from h2o_chat import local
 from h2o_chat.client import Client
 from h2o_chat.protocol.payloads import SEED_MODELS, SEED_URL
 from h2o_chat.protocol.types import END_OF_TEXT
@@ -42,9 +47,13 @@ def _create_completion(
 
     ``kwargs``: any TGI parameter (``temperature``, ``max_new_tokens``, ``top_k``, ...), the
     seed's ``id`` and ``response_id`` options, and ``base_url`` (else ``H2O_CHAT_URL``, else
-    the seed's URL). Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once.
+    the built-in model, started in this process by the first such call and reused by the
+    next). Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once; without the
+    server extra, an unconfigured call raises :class:`h2o_chat.ServerNotInstalledError`.
     """
-    base_url = kwargs.pop("base_url", None) or os.environ.get("H2O_CHAT_URL") or url
+    base_url = (
+        kwargs.pop("base_url", None) or os.environ.get("H2O_CHAT_URL") or local.shared_server_url()
+    )
     options = {key: kwargs.pop(key) for key in _OPTION_KWARGS if key in kwargs}
     client = _client_for(base_url)
     events = client.chat_stream(model, messages, options=options, **kwargs)

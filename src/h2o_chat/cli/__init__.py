@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from h2o_chat.cli._output import CLIError, server_extra
+from h2o_chat.local import require_server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     """``h2o-chat serve``: its options and the server come from the ``server`` extra."""
     with server_extra("'h2o-chat serve'"):
-        from h2o_chat.cli import serve
+        require_server()
+    from h2o_chat.cli import serve
 
-        return serve.main(args.serve_argv)
+    return serve.main(args.serve_argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

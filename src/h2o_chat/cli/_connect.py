@@ -8,14 +8,13 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from h2o_chat import errors
 from h2o_chat.cli._output import CLIError, Spinner, log, one_line, server_extra
 from h2o_chat.client import Client, Conversation
+from h2o_chat.local import local_server, require_server
 from h2o_chat.protocol.types import ModelInfo
 
 URL_ENV = "H2O_CHAT_URL"
@@ -130,7 +129,7 @@ def connect(url: str | None, *, timeout: float = 120.0) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def _embedded_server() -> Iterator[str]:
-    """The project's server with its built-in model, in a background thread on a free port.
+    """The project's server with its built-in model (:func:`h2o_chat.local.local_server`).
 
     Its conversations live in a temporary database: nothing outlives the command.
     """
@@ -138,8 +137,8 @@ def _embedded_server() -> Iterator[str]:
         f"the built-in model (run when neither --url nor {URL_ENV} is given)",
         otherwise=", or give --url of a running server",
     ):
-        from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
-        from h2o_chat.server.embedded import embedded_server
+        require_server()
+    from h2o_chat.server.config import BUILTIN_MODEL_ID
 
     print(
         f"h2o-chat: no --url given; running the built-in model {BUILTIN_MODEL_ID} locally",
@@ -147,14 +146,12 @@ def _embedded_server() -> Iterator[str]:
         flush=True,
     )
     with contextlib.ExitStack() as stack:
-        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2o-chat-")))
-        config = ServerConfig(port=0, db_path=directory / "h2o-chat.sqlite3")
         try:
             with Spinner(f"loading {BUILTIN_MODEL_ID}…"):
-                url = stack.enter_context(embedded_server(config))
-        except (RuntimeError, OSError) as exc:
+                url = stack.enter_context(local_server())
+        except errors.LocalServerError as exc:
             raise CLIError(
-                f"the built-in model could not start ({one_line(str(exc))}); "
+                f"the built-in model could not start ({one_line(str(exc.__cause__ or exc))}); "
                 "run with -v for its log, or give --url of a running server"
             ) from exc
         yield url

@@ -14,6 +14,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from h2o_chat.errors import ServerNotInstalledError
+from h2o_chat.local import SERVER_EXTRA
+
 log = logging.getLogger("h2o_chat.cli")
 
 
@@ -23,15 +26,15 @@ class CLIError(Exception):
 
 @contextlib.contextmanager
 def server_extra(what: str, otherwise: str = "") -> Iterator[None]:
-    """Report an import of the server that fails for want of the ``server`` extra (a plain
-    ``pip install h2o-chat`` has only the client) as one line saying what to install."""
+    """:class:`ServerNotInstalledError` (a plain ``pip install h2o-chat`` has only the client)
+    as one line saying what needs the extra and how to install it."""
     try:
         yield
-    except ModuleNotFoundError as exc:
-        if not exc.name or exc.name.partition(".")[0] == "h2o_chat":
-            raise  # a broken install of this package, not a missing extra
-        install = "pip install 'h2o-chat[server]'"
-        raise CLIError(f"{what} needs the server extra ({exc}): {install}{otherwise}") from exc
+    except ServerNotInstalledError as exc:
+        missing = ", ".join(exc.missing)
+        raise CLIError(
+            f"{what} needs the server extra ({missing} not installed): {SERVER_EXTRA}{otherwise}"
+        ) from exc
 
 
 def one_line(text: str, limit: int = 300) -> str:
