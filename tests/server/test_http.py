@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
-from tests.server.conftest import client, converse, final, new_conversation
+from tests.support.h2o import client, converse, final, new_conversation
 from tests.support.servers import RunningServer
 
 FORM = "application/x-www-form-urlencoded"

@@ -14,22 +14,22 @@ import pytest
 from h2o_chat.server.backends.sources import SyntheticSource
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.embedded import embedded_server, start_in_thread
-from tests.server.conftest import ENV, converse, final, new_conversation
-from tests.support.servers import h2o_server
+from tests.support.h2o import converse, final, new_conversation
+from tests.support.servers import IMPORTABLE, h2o_server
 
-TRANSCRIPT = ("--model", "transcript=python:tests.server.backends:transcript")
+TRANSCRIPT = ("--model", "transcript=python:tests.support.backends:transcript")
 
 
 def test_conversations_survive_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "state" / "chat.sqlite3"  # the parent directory is created
-    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         http.get("/")
         conversation_id = new_conversation(http, "transcript", preprompt="hi")
         final(converse(http, conversation_id, "first"))
         before = http.get(f"/conversation/{conversation_id}").json()
         assert server.stop() == 0
-    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30, cookies=http.cookies)
         assert http.get(f"/conversation/{conversation_id}").json() == before
         answer = final(converse(http, conversation_id, "second"))
@@ -40,8 +40,8 @@ def test_conversations_survive_a_restart(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
-    args = ("--model", "slow=python:tests.server.backends:slow")
-    with h2o_server(tmp_path, *args, env=ENV) as server:
+    args = ("--model", "slow=python:tests.support.backends:slow")
+    with h2o_server(tmp_path, *args, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         conversation_id = new_conversation(http, "slow")
         body = {"inputs": "go", "parameters": {"max_new_tokens": 4000}}

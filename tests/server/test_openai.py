@@ -8,25 +8,21 @@ import httpx
 import openai
 import pytest
 
-from tests.server.conftest import start
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, h2o_server
 
 KEY = "sk-test-key"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from start(
-        tmp_path_factory,
-        "--model",
-        "echo=synthetic",
-        "--model",
-        "five=synthetic:5",
-        "--alias",
-        "parrot=echo",
-        "--api-key",
-        KEY,
+    args = (
+        *("--model", "echo=synthetic"),
+        *("--model", "five=synthetic:5"),
+        *("--alias", "parrot=echo"),
+        *("--api-key", KEY),
     )
+    with h2o_server(tmp_path_factory.mktemp("server"), *args) as server:
+        yield server
 
 
 @pytest.fixture

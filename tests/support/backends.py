@@ -1,9 +1,15 @@
-"""Engines for ``--model ID=python:tests.reliability.backends:FACTORY``, misbehaving on purpose.
+"""Test engines, served with ``--model ID=python:tests.support.backends:FACTORY``.
 
-They run inside the server process. Each answer is the numbered tokens ``" n0"``, ``" n1"``,
-... and every token and the way the answer ended are appended, as JSON lines, to the trace
-file named by ``$H2O_RELIABILITY_TRACE``, tagged with the last user message, so that a test
-can tell exactly how much was generated and when generation stopped.
+A server process imports this module when a SOURCE names it (``PYTHONPATH`` must hold the
+repository, see :data:`tests.support.servers.IMPORTABLE`). Two families:
+
+- the server tests' engines (:func:`slow`, :func:`failing`, :func:`transcript`): a token
+  ``" tick"`` every 50 ms, two tokens then a crash, the conversation read back;
+- the reliability cases' traced engines (:func:`traced_slow`, :func:`traced_failing`,
+  :func:`trapped`): numbered tokens ``" n0" " n1" ...``; every token and the way the answer
+  ended are appended, as JSON lines, to the file named by ``$H2O_RELIABILITY_TRACE``, tagged
+  with the last user message, so that a test can tell exactly how much was generated and
+  when generation stopped.
 """
 
 from __future__ import annotations
@@ -18,11 +24,67 @@ import orjson
 
 from h2o_chat.server.backends.base import BackendToken, Job
 
-TRACE_ENV = "H2O_RELIABILITY_TRACE"
 TICK_SECONDS = 0.05
 CONTEXT_LENGTH = 4096
+TRACE_ENV = "H2O_RELIABILITY_TRACE"
 SECRET = "/srv/secret/engine/weights.py"  # must never reach a client
 TRAP_ID = "badc0ffee0ddf00dbadc0ffe"  # a conversation id whose lookup raises
+
+
+class Fake:
+    """What every test engine shares: one generation at a time, nothing to load or close."""
+
+    kind = "test"
+    parallel = 1
+    max_top_n_tokens = 0
+    context_length = CONTEXT_LENGTH
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Slow(Fake):
+    """A token " tick" every TICK_SECONDS until max_new_tokens: a model that stays busy."""
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        job.prompt_tokens = 1
+        for index in range(job.request.max_new_tokens):
+            await asyncio.sleep(TICK_SECONDS)
+            yield BackendToken(index + 1, " tick")
+
+
+class Failing(Fake):
+    """Two tokens, then the engine breaks."""
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        yield BackendToken(1, "one")
+        yield BackendToken(2, " two")
+        raise RuntimeError("engine exploded at /secret/path/model.bin")
+
+
+class Transcript(Fake):
+    """Answers with the conversation it was given: one ``role:content`` word per message."""
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        for index, message in enumerate(job.request.messages):
+            words = "_".join(message.content.split())
+            yield BackendToken(index + 1, f"{' ' if index else ''}{message.role}:{words}")
+        yield BackendToken(0, "", eos=True)
+
+
+def slow(model_id: str) -> Slow:
+    return Slow()
+
+
+def failing(model_id: str) -> Failing:
+    return Failing()
+
+
+def transcript(model_id: str) -> Transcript:
+    return Transcript()
 
 
 def trace(label: str, event: str, **fields: Any) -> None:
@@ -48,27 +110,16 @@ def token_text(index: int) -> str:
     return f" n{index}"
 
 
-class Numbered:
+class Numbered(Fake):
     """``" n0" " n1" ...`` every ``tick`` seconds up to ``max_new_tokens``; then the end token.
 
     With ``fail_after`` it raises an unexpected exception (naming a secret path) after that
     many tokens instead.
     """
 
-    kind = "test"
-    parallel = 1
-    max_top_n_tokens = 0
-    context_length = CONTEXT_LENGTH
-
     def __init__(self, tick: float = TICK_SECONDS, fail_after: int | None = None) -> None:
         self.tick = tick
         self.fail_after = fail_after
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
     async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
         label = next((m.content for m in reversed(job.request.messages) if m.role == "user"), "")
@@ -113,12 +164,12 @@ class Trapped(Numbered):
         Storage.conversation = conversation  # type: ignore[method-assign]
 
 
-def slow(model_id: str) -> Numbered:
+def traced_slow(model_id: str) -> Numbered:
     """A token every 50 ms: a model that stays busy."""
     return Numbered()
 
 
-def failing(model_id: str) -> Numbered:
+def traced_failing(model_id: str) -> Numbered:
     """Three tokens, then an unexpected exception."""
     return Numbered(tick=0.0, fail_after=3)
 
