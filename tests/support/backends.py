@@ -1,4 +1,4 @@
-"""Test engines, served with ``--model ID=python:tests.support.backends:FACTORY``.
+"""Test engines: in-process in unit tests, or ``--model ID=python:tests.support.backends:F``.
 
 A server process imports this module when a SOURCE names it (``PYTHONPATH`` must hold the
 repository, see :data:`tests.support.servers.IMPORTABLE`). Two families:
@@ -10,6 +10,8 @@ repository, see :data:`tests.support.servers.IMPORTABLE`). Two families:
   ended are appended, as JSON lines, to the file named by ``$H2O_RELIABILITY_TRACE``, tagged
   with the last user message, so that a test can tell exactly how much was generated and
   when generation stopped.
+
+:class:`Scripted` is for the unit tests: it yields the tokens it is given.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import orjson
@@ -44,6 +46,34 @@ class Fake:
 
     async def aclose(self) -> None:
         return None
+
+
+class Scripted(Fake):
+    """Yields ``tokens`` in order, then raises ``error`` if given; records how it ended.
+
+    ``ended`` is ``"finished"`` (all tokens out), ``"raised"`` or ``"closed"`` (the caller
+    stopped pulling tokens and closed the generator); None while it runs.
+    """
+
+    def __init__(self, tokens: Sequence[BackendToken], error: BaseException | None = None) -> None:
+        self.tokens = tokens
+        self.error = error
+        self.pulled = 0  # tokens handed out
+        self.ended: str | None = None
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        job.prompt_tokens = len(job.request.messages)
+        how = "closed"
+        try:
+            for token in self.tokens:
+                self.pulled += 1
+                yield token
+            if self.error is not None:
+                how = "raised"
+                raise self.error
+            how = "finished"
+        finally:
+            self.ended = how
 
 
 class Slow(Fake):
