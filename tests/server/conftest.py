@@ -14,16 +14,3 @@ def builtin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     """The default server: the builtin model with the seed's model ids as aliases."""
     with h2o_server(tmp_path_factory.mktemp("server"), env=IMPORTABLE) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def synthetic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    args = (
-        *("--model", "echo=synthetic"),
-        *("--model", "five=synthetic:5"),
-        *("--model", "transcript=python:tests.support.backends:transcript"),
-        *("--alias", "parrot=echo"),
-        *("--max-body-bytes", "4096"),
-    )
-    with h2o_server(tmp_path_factory.mktemp("server"), *args, env=IMPORTABLE) as server:
-        yield server

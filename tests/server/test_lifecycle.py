@@ -1,4 +1,5 @@
-"""The server process: restart on the same database, clean exit on signals, embedded thread."""
+"""The server process: restart on the same database, clean exit on signals, uvicorn's proxy
+headers, usage errors, embedded thread."""
 
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
     log = server.log()
     assert f"h2o-chat serving slow on {server.url}" in log
     assert "Traceback" not in log
+
+
+def test_cookie_is_secure_only_over_https(tmp_path: Path) -> None:
+    # uvicorn trusts X-Forwarded-Proto from 127.0.0.1, as behind a local TLS proxy
+    with h2o_server(tmp_path, "--model", "echo=synthetic") as server:
+        answer = httpx.get(server.url + "/", headers={"x-forwarded-proto": "https"})
+    cookie = answer.headers["set-cookie"]
+    assert "Secure" in cookie and "SameSite=None" in cookie and "HttpOnly" in cookie
 
 
 def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The H2o routes spoken raw, for tests that look at the HTTP exchange itself.
 
 :func:`client` lets the server mint the session cookie; :func:`session_client` brings a
-session of its own. The event-stream helpers parse with the project's own parser.
+session of its own. The event-stream helpers parse with the project's own parser; the
+``a``-prefixed ones take an ``httpx.AsyncClient`` (an app in-process, :mod:`tests.support.asgi`).
 """
 
 from __future__ import annotations
@@ -33,15 +34,30 @@ def session_client(url: str, headers: dict[str, str] | None = None) -> httpx.Cli
     )
 
 
-def new_conversation(http: httpx.Client, model: str, preprompt: str | None = None) -> str:
-    """A new conversation's id (the answer must be 200)."""
-    body: dict[str, str] = {"model": model}
+def _conversation_body(model: str, preprompt: str | None) -> dict[str, str]:
+    body = {"model": model}
     if preprompt is not None:
         body["preprompt"] = preprompt
-    response = http.post("/conversation", json=body)
+    return body
+
+
+def _conversation_id(response: httpx.Response) -> str:
     assert response.status_code == 200, response.text
     conversation_id: str = response.json()["conversationId"]
     return conversation_id
+
+
+def new_conversation(http: httpx.Client, model: str, preprompt: str | None = None) -> str:
+    """A new conversation's id (the answer must be 200)."""
+    return _conversation_id(http.post("/conversation", json=_conversation_body(model, preprompt)))
+
+
+async def anew_conversation(
+    http: httpx.AsyncClient, model: str, preprompt: str | None = None
+) -> str:
+    """:func:`new_conversation` with an async client (an app in-process)."""
+    body = _conversation_body(model, preprompt)
+    return _conversation_id(await http.post("/conversation", json=body))
 
 
 def read_events(response: httpx.Response) -> list[Event]:
@@ -52,16 +68,33 @@ def read_events(response: httpx.Response) -> list[Event]:
     return events + parser.close()
 
 
+def _turn(inputs: str, parameters: dict[str, object]) -> dict[str, object]:
+    return {"inputs": inputs, "parameters": parameters, "stream": True}
+
+
+def _stream_events(response: httpx.Response) -> list[Event]:
+    """The events of an answer that must be an event stream (200, not cached)."""
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    return read_events(response)
+
+
 def converse(
     http: httpx.Client, conversation_id: str, inputs: str, **parameters: object
 ) -> list[Event]:
     """POST a turn and parse the whole event stream (200, ``text/event-stream``, no-cache)."""
-    body = {"inputs": inputs, "parameters": parameters, "stream": True}
+    body = _turn(inputs, parameters)
     with http.stream("POST", f"/conversation/{conversation_id}", json=body) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"] == "no-cache"
-        return read_events(response)
+        return _stream_events(response)
+
+
+async def aconverse(
+    http: httpx.AsyncClient, conversation_id: str, inputs: str, **parameters: object
+) -> list[Event]:
+    """:func:`converse` with an async client; in-process the answer arrives whole."""
+    body = _turn(inputs, parameters)
+    return _stream_events(await http.post(f"/conversation/{conversation_id}", json=body))
 
 
 def final(events: list[Event]) -> StreamResponse:
