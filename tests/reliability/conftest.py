@@ -1,72 +1,12 @@
-"""Servers for the reliability cases: the real ``h2o-chat serve`` on 127.0.0.1 with test engines."""
+"""Fixtures of the reliability cases; their helpers live in :mod:`tests.support.lab`."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import time
-import uuid
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
-import psutil
 import pytest
 
-from h2o_chat.protocol.payloads import SESSION_COOKIE
-from h2o_chat.protocol.stream import Event, StreamParser
-from tests.reliability.backends import TRACE_ENV, read_trace
-from tests.support.servers import RunningServer, free_port, h2o_server, run_process
-
-REPO = Path(__file__).resolve().parents[2]
-RecordProperty = Callable[[str, object], None]  # pytest's record_property fixture
-BACKENDS = "python:tests.reliability.backends"
-TEST_MODELS = (
-    *("--model", "echo=synthetic"),
-    *("--model", f"slow={BACKENDS}:slow"),
-    *("--model", f"failing={BACKENDS}:failing"),
-    *("--model", f"trapped={BACKENDS}:trapped"),
-)
-
-
-@dataclass
-class Lab:
-    """A running server and the trace file its test engines write."""
-
-    server: RunningServer
-    trace_path: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def trace(self, label: str) -> list[dict[str, Any]]:
-        return read_trace(self.trace_path, label)
-
-    def wait_for_end(self, label: str, timeout: float = 10.0) -> dict[str, Any]:
-        """The trace's ``end`` line of the answer to ``label``, once the engine wrote it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ends = [line for line in self.trace(label) if line["event"] == "end"]
-            if ends:
-                return ends[-1]
-            time.sleep(0.02)
-        raise AssertionError(f"the engine never ended the answer to {label!r}")
-
-    def rss(self) -> int:
-        """The server process's resident memory, in bytes."""
-        return int(psutil.Process(self.server.process.pid).memory_info().rss)
-
-
-@contextlib.contextmanager
-def lab(tmp_path: Path, *args: str, **kwargs: Any) -> Iterator[Lab]:
-    """``h2o_server`` with the test engines importable and tracing into ``tmp_path``."""
-    trace_path = tmp_path / "trace.jsonl"
-    env = {"PYTHONPATH": str(REPO), TRACE_ENV: str(trace_path), **kwargs.pop("env", {})}
-    with h2o_server(tmp_path, *args, env=env, **kwargs) as server:
-        yield Lab(server, trace_path)
+from tests.support.lab import TEST_MODELS, Lab, lab
 
 
 @pytest.fixture(scope="module")
@@ -74,64 +14,3 @@ def test_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A server with the synthetic echo model and the misbehaving test engines."""
     with lab(tmp_path_factory.mktemp("lab"), *TEST_MODELS) as running:
         yield running
-
-
-@contextlib.contextmanager
-def upstream(tmp_path: Path) -> Iterator[str]:
-    """The misbehaving OpenAI-compatible upstream of ``tests.reliability.upstream``: its /v1 URL."""
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.reliability.upstream", str(port)]
-    log = tmp_path / f"upstream-{port}.log"
-    with run_process(argv, port, log, "/v1/models", {"PYTHONPATH": str(REPO)}) as server:
-        yield server.url + "/v1"
-
-
-def abandon(stream: Iterator[Any]) -> None:
-    """Close a sync client's answer stream half-read: its connection is closed at once."""
-    assert isinstance(stream, Generator)
-    stream.close()
-
-
-def unique(prefix: str) -> str:
-    """A message no other test sends: the trace label of its answer."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def session_headers() -> dict[str, str]:
-    """A new session: a cookie of our own choosing (the server takes any uuid4)."""
-    return {"cookie": f"{SESSION_COOKIE}={uuid.uuid4()}"}
-
-
-def http(url: str, headers: dict[str, str] | None = None) -> httpx.Client:
-    """A raw client of its own session (``headers`` None) or of the given headers'."""
-    return httpx.Client(
-        base_url=url, timeout=30, headers=session_headers() if headers is None else headers
-    )
-
-
-def create(client: httpx.Client, model: str) -> str:
-    """A new conversation's id."""
-    response = client.post("/conversation", json={"model": model})
-    assert response.status_code == 200, response.text
-    conversation_id: str = response.json()["conversationId"]
-    return conversation_id
-
-
-def read_events(response: httpx.Response) -> list[Event]:
-    """Every event of a streamed answer (the parser raises on malformed bytes)."""
-    parser, events = StreamParser(), []
-    for chunk in response.iter_bytes():
-        events += parser.feed(chunk)
-    return events + parser.close()
-
-
-def still_serving(url: str) -> None:
-    """The server answers a fresh conversation at once: health, then a whole echo answer."""
-    with http(url) as client:
-        assert client.get("/healthz").status_code == 200
-        conversation_id = create(client, "echo")
-        body = {"inputs": "still here", "parameters": {}}
-        with client.stream("POST", f"/conversation/{conversation_id}", json=body) as response:
-            assert response.status_code == 200
-            final = read_events(response)[-1]
-        assert getattr(final, "generated_text", None) == "still here", final

@@ -12,7 +12,8 @@ import pytest
 import h2o_chat
 from h2o_chat import errors
 from h2o_chat.protocol.types import ErrorEvent
-from tests.reliability.conftest import Lab, RecordProperty, create, http, read_events, still_serving
+from tests.support.h2o import new_conversation, read_events, session_client
+from tests.support.lab import Lab, RecordProperty, still_serving
 from tests.support.servers import free_port
 
 SECTION = "Bad input"
@@ -206,8 +207,8 @@ CASES = [
 @pytest.fixture(scope="module")
 def session(test_lab: Lab) -> Iterator[tuple[httpx.Client, str]]:
     """A raw client of one session and one of its conversations (echo)."""
-    with http(test_lab.url) as client:
-        yield client, create(client, "echo")
+    with session_client(test_lab.url) as client:
+        yield client, new_conversation(client, "echo")
 
 
 def _message(response: httpx.Response) -> str:

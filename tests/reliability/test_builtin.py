@@ -13,14 +13,8 @@ import pytest
 
 import h2o_chat
 from h2o_chat import errors
-from tests.reliability.conftest import (
-    Lab,
-    RecordProperty,
-    abandon,
-    lab,
-    session_headers,
-    still_serving,
-)
+from tests.support.h2o import session_headers
+from tests.support.lab import Lab, RecordProperty, abandon, lab, still_serving
 
 MODEL = "smol"
 MODELS = ("--model", f"{MODEL}=builtin", "--model", "echo=synthetic")

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import h2o_chat
-from tests.reliability.conftest import Lab, session_headers
+from tests.support.h2o import session_headers
+from tests.support.lab import Lab
 
 PIECE = 1 << 16
 

@@ -15,7 +15,7 @@ import pytest
 import h2o_chat
 from h2o_chat import errors
 from h2o_chat.protocol.types import END_OF_TEXT
-from tests.reliability.conftest import Lab, RecordProperty, lab, still_serving
+from tests.support.lab import Lab, RecordProperty, lab, still_serving
 
 STREAMS = 200
 WORDS = 16

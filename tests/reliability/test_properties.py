@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from h2o_chat.protocol.parameters import KNOWN_PARAMETERS
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
-from tests.reliability.conftest import Lab, RecordProperty, create, http, read_events
+from tests.support.h2o import new_conversation, read_events, session_client
+from tests.support.lab import Lab, RecordProperty
 
 EXAMPLES = 200
 ERROR_TYPES = {"generation", "overloaded", "validation", "incomplete_generation"}
@@ -122,8 +123,8 @@ OPENAI_BODIES = mostly(
 
 @pytest.fixture(scope="module")
 def session(test_lab: Lab) -> Iterator[tuple[httpx.Client, str]]:
-    with http(test_lab.url) as client:
-        yield client, create(client, "echo")
+    with session_client(test_lab.url) as client:
+        yield client, new_conversation(client, "echo")
 
 
 def _post(client: httpx.Client, path: str, body: Any) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import h2o_chat
-from tests.reliability.conftest import TEST_MODELS, http, lab, session_headers
+from tests.support.h2o import session_client, session_headers
+from tests.support.lab import TEST_MODELS, lab
 from tests.support.servers import free_port
 
 
@@ -31,7 +32,7 @@ def test_conversation_survives_a_restart(tmp_path: Path) -> None:
             assert conversation.send("before the restart").text == "before the restart"
         with lab(tmp_path, *TEST_MODELS, port=port, db=db) as restarted:
             assert conversation.send("after the restart").text == "after the restart"
-            with http(restarted.url, headers) as raw:
+            with session_client(restarted.url, headers) as raw:
                 stored = raw.get(f"/conversation/{conversation.id}").json()["messages"]
     assert [(m["role"], m["content"]) for m in stored] == [
         ("user", "before the restart"),

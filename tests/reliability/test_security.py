@@ -21,18 +21,10 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from h2o_chat.protocol.payloads import SESSION_COOKIE
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
-from tests.reliability.backends import SECRET, TRAP_ID
-from tests.reliability.conftest import (
-    REPO,
-    Lab,
-    RecordProperty,
-    create,
-    http,
-    lab,
-    read_events,
-    still_serving,
-)
-from tests.support.servers import free_port, run_process
+from tests.support.backends import SECRET, TRAP_ID
+from tests.support.h2o import new_conversation, read_events, session_client
+from tests.support.lab import Lab, RecordProperty, lab, still_serving
+from tests.support.servers import IMPORTABLE, free_port, run_process
 
 SECTION = "Isolation and security"
 CONVERSATION_ID = re.compile(r"[0-9a-f]{24}")
@@ -74,8 +66,11 @@ INTRUDERS = {
 )
 @pytest.mark.parametrize("intruder", list(INTRUDERS))
 def test_other_sessions_get_404_everywhere(test_lab: Lab, intruder: str) -> None:
-    with http(test_lab.url) as owner, http(test_lab.url, INTRUDERS[intruder]) as other:
-        conversation_id = create(owner, "echo")
+    with (
+        session_client(test_lab.url) as owner,
+        session_client(test_lab.url, INTRUDERS[intruder]) as other,
+    ):
+        conversation_id = new_conversation(owner, "echo")
         _turn(owner, conversation_id, "private words")
         unknown = "f" * 24
         for method, route in ROUTES:
@@ -114,8 +109,8 @@ def _longest_shared_prefix(ids: list[str]) -> int:
 def test_conversation_ids_are_random(test_lab: Lab, record_property: RecordProperty) -> None:
     ids = []
     for _ in range(4):
-        with http(test_lab.url) as client:
-            ids += [create(client, "echo") for _ in range(100)]
+        with session_client(test_lab.url) as client:
+            ids += [new_conversation(client, "echo") for _ in range(100)]
     frequencies = _bit_frequencies(ids)
     shared = _longest_shared_prefix(ids)
     record_property("ids", len(ids))
@@ -206,7 +201,7 @@ def test_binds_loopback_by_default(tmp_path: Path, record_property: RecordProper
     argv = [sys.executable, "-m", "h2o_chat", "serve", "--port", str(port)]
     argv += ["--db", str(tmp_path / "db.sqlite3"), "--model", "echo=synthetic"]
     log = tmp_path / "serve.log"
-    with run_process(argv, port, log, "/healthz", {"PYTHONPATH": str(REPO)}) as server:
+    with run_process(argv, port, log, "/healthz", IMPORTABLE) as server:
         sockets = psutil.Process(server.process.pid).net_connections(kind="inet")
         listening = sorted({c.laddr.ip for c in sockets if c.status == psutil.CONN_LISTEN})
         others = _other_addresses()
@@ -246,7 +241,7 @@ INTERNAL_ERRORS = [
 def test_error_bodies_carry_no_internals(
     test_lab: Lab, method: str, path: str, body: Any, record_property: RecordProperty
 ) -> None:
-    with http(test_lab.url) as client:
+    with session_client(test_lab.url) as client:
         response = client.request(method, path, json=body)
     record_property("status", response.status_code)
     record_property("body", response.text[:120])
@@ -267,9 +262,9 @@ def test_error_bodies_carry_no_internals(
 )
 @pytest.mark.parametrize("door", ["H2o stream", "OpenAI stream"])
 def test_stream_errors_carry_no_internals(test_lab: Lab, door: str) -> None:
-    with http(test_lab.url) as client:
+    with session_client(test_lab.url) as client:
         if door == "H2o stream":
-            events = _turn(client, create(client, "failing"), "x")
+            events = _turn(client, new_conversation(client, "failing"), "x")
             assert isinstance(events[-1], ErrorEvent)
             assert all(isinstance(e, StreamResponse) for e in events[:-1])
             text = events[-1].error

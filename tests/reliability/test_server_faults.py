@@ -12,16 +12,14 @@ import pytest
 
 import h2o_chat
 from h2o_chat import errors
-from tests.reliability.backends import SECRET, token_text
-from tests.reliability.conftest import (
+from tests.support.backends import SECRET, token_text
+from tests.support.h2o import new_conversation, session_client, session_headers
+from tests.support.lab import (
     TEST_MODELS,
     Lab,
     RecordProperty,
     abandon,
-    create,
-    http,
     lab,
-    session_headers,
     still_serving,
     unique,
     upstream,
@@ -120,7 +118,7 @@ async def test_stop_generating(test_lab: Lab, record_property: RecordProperty) -
         second = await conversation.send("again", max_new_tokens=2)
         assert second.text == _numbered(2)
         assert conversation.id is not None
-    with http(test_lab.url, headers) as raw:
+    with session_client(test_lab.url, headers) as raw:
         stored = raw.get(f"/conversation/{conversation.id}").json()["messages"]
     assert [(m["role"], m["content"]) for m in stored] == [
         ("user", label),
@@ -232,12 +230,14 @@ def test_upstream_models_run_generations_in_parallel(tmp_path: Path) -> None:
     with upstream(tmp_path) as base:
         args = ["--model", f"up={base}#stall", "--upstream-parallel", "2", "--queue-size", "1"]
         with lab(tmp_path, *args, "--upstream-timeout", "20") as running:
-            clients = [http(running.url) for _ in range(4)]
+            clients = [session_client(running.url) for _ in range(4)]
             streams = []
             try:
                 for client in clients[:3]:
                     request = client.build_request(
-                        "POST", f"/conversation/{create(client, 'up')}", json={"inputs": "hi"}
+                        "POST",
+                        f"/conversation/{new_conversation(client, 'up')}",
+                        json={"inputs": "hi"},
                     )
                     streams.append(client.send(request, stream=True))
                 deadline = time.monotonic() + LIVENESS_SECONDS
@@ -247,7 +247,7 @@ def test_upstream_models_run_generations_in_parallel(tmp_path: Path) -> None:
                         break
                     time.sleep(0.05)
                 assert queue == {"running": 2, "busy": True, "waiting": 1}
-                fourth = f"/conversation/{create(clients[3], 'up')}"
+                fourth = f"/conversation/{new_conversation(clients[3], 'up')}"
                 refused = clients[3].post(fourth, json={"inputs": "hi"}).text
                 assert '"error_type":"overloaded"' in refused
             finally:
@@ -292,7 +292,10 @@ def test_sigterm_during_a_stream(tmp_path: Path, record_property: RecordProperty
     assert code == 0, running.server.log()[-2000:]
     assert shutdown < LIVENESS_SECONDS
     assert caught.value.partial_text == "".join(received)
-    with lab(tmp_path, *TEST_MODELS, db=db) as restarted, http(restarted.url, headers) as raw:
+    with (
+        lab(tmp_path, *TEST_MODELS, db=db) as restarted,
+        session_client(restarted.url, headers) as raw,
+    ):
         kept_messages = raw.get(f"/conversation/{kept.id}").json()["messages"]
         cut_messages = raw.get(f"/conversation/{cut.id}").json()["messages"]
         with h2o_chat.Client(restarted.url, headers=headers) as client:

@@ -1,4 +1,5 @@
-"""The server process: restart on the same database, clean exit on signals, embedded thread."""
+"""The server process: restart on the same database, clean exit on signals, uvicorn's proxy
+headers, usage errors, embedded thread."""
 
 from __future__ import annotations
 
@@ -14,22 +15,22 @@ import pytest
 from h2o_chat.server.backends.sources import SyntheticSource
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.embedded import embedded_server, start_in_thread
-from tests.server.conftest import ENV, converse, final, new_conversation
-from tests.support.servers import h2o_server
+from tests.support.h2o import converse, final, new_conversation
+from tests.support.servers import IMPORTABLE, h2o_server
 
-TRANSCRIPT = ("--model", "transcript=python:tests.server.backends:transcript")
+TRANSCRIPT = ("--model", "transcript=python:tests.support.backends:transcript")
 
 
 def test_conversations_survive_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "state" / "chat.sqlite3"  # the parent directory is created
-    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         http.get("/")
         conversation_id = new_conversation(http, "transcript", preprompt="hi")
         final(converse(http, conversation_id, "first"))
         before = http.get(f"/conversation/{conversation_id}").json()
         assert server.stop() == 0
-    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=ENV) as server:
+    with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30, cookies=http.cookies)
         assert http.get(f"/conversation/{conversation_id}").json() == before
         answer = final(converse(http, conversation_id, "second"))
@@ -40,8 +41,8 @@ def test_conversations_survive_a_restart(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
-    args = ("--model", "slow=python:tests.server.backends:slow")
-    with h2o_server(tmp_path, *args, env=ENV) as server:
+    args = ("--model", "slow=python:tests.support.backends:slow")
+    with h2o_server(tmp_path, *args, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         conversation_id = new_conversation(http, "slow")
         body = {"inputs": "go", "parameters": {"max_new_tokens": 4000}}
@@ -53,6 +54,14 @@ def test_signal_during_a_stream_exits_cleanly(tmp_path: Path, sig: int) -> None:
     log = server.log()
     assert f"h2o-chat serving slow on {server.url}" in log
     assert "Traceback" not in log
+
+
+def test_cookie_is_secure_only_over_https(tmp_path: Path) -> None:
+    # uvicorn trusts X-Forwarded-Proto from 127.0.0.1, as behind a local TLS proxy
+    with h2o_server(tmp_path, "--model", "echo=synthetic") as server:
+        answer = httpx.get(server.url + "/", headers={"x-forwarded-proto": "https"})
+    cookie = answer.headers["set-cookie"]
+    assert "Secure" in cookie and "SameSite=None" in cookie and "HttpOnly" in cookie
 
 
 def test_bad_model_source_is_a_usage_error(tmp_path: Path) -> None:

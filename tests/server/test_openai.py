@@ -1,56 +1,77 @@
-"""The OpenAI front door with the official SDK: auth, models, errors, stop sequences."""
+"""The OpenAI front door with the official SDK, in-process: auth, models, errors, stop sequences."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import httpx2
 import openai
 import pytest
+from starlette.applications import Starlette
 
-from tests.server.conftest import start
-from tests.support.servers import RunningServer
+from h2o_chat.server.config import ServerConfig, parse_model_spec
+from tests.support.asgi import BASE_URL, app_client, running_app
 
 KEY = "sk-test-key"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from start(
-        tmp_path_factory,
-        "--model",
-        "echo=synthetic",
-        "--model",
-        "five=synthetic:5",
-        "--alias",
-        "parrot=echo",
-        "--api-key",
-        KEY,
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[Starlette]:
+    config = ServerConfig(
+        models=(parse_model_spec("echo=synthetic"), parse_model_spec("five=synthetic:5")),
+        aliases={"parrot": "echo"},
+        api_key=KEY,
+        db_path=tmp_path / "h2o-chat.sqlite3",
     )
+    async with running_app(config) as app:
+        yield app
 
 
 @pytest.fixture
-def sdk(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(app) as http:
+        yield http
 
 
-def test_a_wrong_or_missing_key_is_401(server: RunningServer) -> None:
-    wrong = openai.OpenAI(base_url=server.url + "/v1", api_key="nope", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as caught:
-        wrong.models.list()
+@contextlib.asynccontextmanager
+async def sdk_of(app: Starlette, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The SDK calling ``app`` in-process, through its own HTTP library (httpx2)."""
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        httpx2.AsyncClient(transport=transport, base_url=BASE_URL) as http,
+        openai.AsyncOpenAI(
+            base_url=BASE_URL + "/v1", api_key=api_key, max_retries=0, http_client=http
+        ) as sdk,
+    ):
+        yield sdk
+
+
+@pytest.fixture
+async def sdk(app: Starlette) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with sdk_of(app, KEY) as sdk:
+        yield sdk
+
+
+async def test_a_wrong_or_missing_key_is_401(app: Starlette, http: httpx.AsyncClient) -> None:
+    async with sdk_of(app, "nope") as wrong:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await wrong.models.list()
     assert caught.value.status_code == 401
-    bare = httpx.post(server.url + "/v1/chat/completions", json={})
+    bare = await http.post("/v1/chat/completions", json={})
     assert bare.status_code == 401
     assert bare.json()["error"]["code"] == "invalid_api_key"
-    assert httpx.get(server.url + "/api/models").status_code == 200  # the H2o side is open
+    assert (await http.get("/api/models")).status_code == 200  # the H2o side is open
 
 
-def test_models_include_aliases(sdk: openai.OpenAI) -> None:
-    assert {m.id for m in sdk.models.list()} == {"echo", "five", "parrot"}
+async def test_models_include_aliases(sdk: openai.AsyncOpenAI) -> None:
+    assert {m.id async for m in sdk.models.list()} == {"echo", "five", "parrot"}
 
 
-def test_non_streaming_echo_with_usage(sdk: openai.OpenAI) -> None:
-    completion = sdk.chat.completions.create(
+async def test_non_streaming_echo_with_usage(sdk: openai.AsyncOpenAI) -> None:
+    completion = await sdk.chat.completions.create(
         model="parrot",
         messages=[
             {"role": "system", "content": "be nice"},
@@ -64,8 +85,8 @@ def test_non_streaming_echo_with_usage(sdk: openai.OpenAI) -> None:
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (5, 3)
 
 
-def test_max_tokens_is_length(sdk: openai.OpenAI) -> None:
-    completion = sdk.chat.completions.create(
+async def test_max_tokens_is_length(sdk: openai.AsyncOpenAI) -> None:
+    completion = await sdk.chat.completions.create(
         model="five",
         messages=[{"role": "user", "content": "go"}],
         max_tokens=2,
@@ -75,8 +96,8 @@ def test_max_tokens_is_length(sdk: openai.OpenAI) -> None:
     assert completion.choices[0].finish_reason == "length"
 
 
-def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
-    stream = sdk.chat.completions.create(
+async def test_streamed_stop_sequence_is_never_sent(sdk: openai.AsyncOpenAI) -> None:
+    stream = await sdk.chat.completions.create(
         model="echo",
         messages=[{"role": "user", "content": "alpha beta gamma delta"}],
         stop=[" gam"],
@@ -84,7 +105,7 @@ def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
         stream_options={"include_usage": True},
         temperature=0,
     )
-    chunks = list(stream)
+    chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "alpha beta"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -103,15 +124,17 @@ def test_streamed_stop_sequence_is_never_sent(sdk: openai.OpenAI) -> None:
         ({"max_tokens": 100_000}, "context"),
     ],
 )
-def test_bad_requests_are_400_in_openai_shape(
-    sdk: openai.OpenAI, fields: dict[str, object], named: str
+async def test_bad_requests_are_400_in_openai_shape(
+    sdk: openai.AsyncOpenAI, fields: dict[str, object], named: str
 ) -> None:
     body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **fields}
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk.chat.completions.create(**body)  # type: ignore[call-overload]
+        await sdk.chat.completions.create(**body)  # type: ignore[call-overload]
     assert named in caught.value.message
 
 
-def test_unknown_model_is_404(sdk: openai.OpenAI) -> None:
+async def test_unknown_model_is_404(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError, match="echo"):
-        sdk.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
+        await sdk.chat.completions.create(
+            model="gpt-5", messages=[{"role": "user", "content": "hi"}]
+        )

@@ -13,8 +13,8 @@ import pytest
 import h2o_chat
 from h2o_chat.protocol.stream import StreamParser
 from h2o_chat.protocol.types import StreamResponse
-from tests.server.conftest import ENV, client, converse, error, final, new_conversation, start
-from tests.support.servers import RunningServer, h2o_server
+from tests.support.h2o import client, converse, error, final, new_conversation
+from tests.support.servers import IMPORTABLE, RunningServer, h2o_server
 
 LONG = {"max_new_tokens": 4000}  # 200 s of " tick": only a stop or disconnect ends it sooner
 SHORT_TIMEOUT = 30.0  # a request that had to wait for the long one would fail
@@ -22,15 +22,12 @@ SHORT_TIMEOUT = 30.0  # a request that had to wait for the long one would fail
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from start(
-        tmp_path_factory,
-        "--queue-size",
-        "1",
-        "--model",
-        "slow=python:tests.server.backends:slow",
-        "--model",
-        "broken=python:tests.server.backends:failing",
+    args = (
+        *("--queue-size", "1"),
+        *("--model", "slow=python:tests.support.backends:slow"),
     )
+    with h2o_server(tmp_path_factory.mktemp("server"), *args, env=IMPORTABLE) as server:
+        yield server
 
 
 @pytest.fixture
@@ -163,24 +160,13 @@ def test_delete_stops_a_running_generation(http: httpx.Client, server: RunningSe
     assert quick_answer(server).generated_text == " tick tick"
 
 
-def test_engine_failure_is_an_error_event_without_details(http: httpx.Client) -> None:
-    conversation_id = new_conversation(http, "broken")
-    events = converse(http, conversation_id, "hi")
-    assert [e.token.text for e in events[:-1]] == ["one", " two"]  # type: ignore[union-attr]
-    event = error(events)
-    assert event.error_type == "generation"
-    assert "secret" not in event.error and "Traceback" not in event.error
-    saved = http.get(f"/conversation/{conversation_id}").json()["messages"]
-    assert saved == []  # a failed turn is not kept: neither question nor answer
-
-
 def test_a_waiting_request_is_kept_alive(tmp_path_factory: pytest.TempPathFactory) -> None:
     """While a request waits in the queue, ':' comments keep its stream alive: a client whose
     read timeout (1 s) is far shorter than the wait (2.5 s) gets its whole answer."""
-    args = ("--keep-alive", "0.2", "--model", "slow=python:tests.server.backends:slow")
+    args = ("--keep-alive", "0.2", "--model", "slow=python:tests.support.backends:slow")
     tmp = tmp_path_factory.mktemp("keep-alive")
     with (
-        h2o_server(tmp, *args, env=ENV) as server,
+        h2o_server(tmp, *args, env=IMPORTABLE) as server,
         client(server) as http,
         ThreadPoolExecutor(1) as pool,
     ):

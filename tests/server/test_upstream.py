@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from h2o_chat.server.backends.builtin import smollm2_path
-from tests.server.conftest import client, converse, error, final, new_conversation, start
-from tests.support.servers import RunningServer, free_port, run_process
+from tests.support.h2o import client, converse, error, final, new_conversation
+from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,13 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, llama_server: RunningServer
 ) -> Iterator[RunningServer]:
     nowhere = f"http://127.0.0.1:{free_port()}/v1"
-    yield from start(
-        tmp_path_factory,
-        "--model",
-        f"upstream={llama_server.url}/v1#smol",
-        "--model",
-        f"down={nowhere}",
-        "--upstream-timeout",
-        "30",
+    args = (
+        *("--model", f"upstream={llama_server.url}/v1#smol"),
+        *("--model", f"down={nowhere}"),
+        *("--upstream-timeout", "30"),
     )
+    with h2o_server(tmp_path_factory.mktemp("server"), *args) as server:
+        yield server
 
 
 def test_models_list_the_upstream(server: RunningServer) -> None:

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 
+REPO = Path(__file__).resolve().parents[2]
+# The environment that lets a server import the test engines (python:tests.support.backends:...)
+IMPORTABLE = {"PYTHONPATH": str(REPO)}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

@@ -1,6 +1,6 @@
 """A tiny OpenAI-compatible upstream that misbehaves on request, for the upstream faults.
 
-Run as ``python -m tests.reliability.upstream PORT`` (on 127.0.0.1). The requested model picks
+Run as ``python -m tests.support.upstream PORT`` (on 127.0.0.1). The requested model picks
 the behaviour of ``POST /v1/chat/completions`` (always a stream):
 
 - ``ok``: ``"a" " b" " c"``, then ``finish_reason: stop`` and ``[DONE]``;
