@@ -158,15 +158,6 @@ async def test_a_waiter_that_goes_away_passes_its_turn_on() -> None:
 HANDOVER_TURNS = 8  # loop turns the handed-over slot takes to reach its waiter, and more
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "bug: a waiter cancelled while _acquire leaves its task group, after the semaphore "
-        "was acquired (2-3 loop turns after the handover), never releases it: the model "
-        "stays busy for good, with running 0 and waiting 0"
-    ),
-)
 async def test_a_waiter_that_goes_away_as_its_turn_comes_passes_it_on() -> None:
     for turns in range(HANDOVER_TURNS):
         queue, served = ModelQueue(size=2), list[str]()

@@ -59,14 +59,19 @@ class ModelQueue:
             await self._slots.acquire()
             return True
         acquired = False
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def watch() -> None:
-                await stopped.wait()
+                async def watch() -> None:
+                    await stopped.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await self._slots.acquire()  # a cancelled waiter passes its turn on
+                acquired = True
                 group.cancel_scope.cancel()
-
-            group.start_soon(watch)
-            await self._slots.acquire()  # a cancelled waiter passes its turn on
-            acquired = True
-            group.cancel_scope.cancel()
+        except BaseException:
+            if acquired:  # cancelled while leaving the group, the slot already ours
+                self._slots.release()
+            raise
         return acquired
