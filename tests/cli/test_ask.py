@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def broken_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server whose only model writes two tokens and then fails."""
-    model = ("--model", "broken=python:tests.server.backends:failing")
+    model = ("--model", "broken=python:tests.support.backends:failing")
     env = {"PYTHONPATH": str(REPO)}
     with h2o_server(tmp_path_factory.mktemp("broken-server"), *model, env=env) as running:
         yield running
