@@ -17,7 +17,12 @@ from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 from h2o_chat.server.backends.base import BackendToken, Job
-from h2o_chat.server.routes.conversations import SUMMARY_PROMPT
+from h2o_chat.server.routes.conversations import (
+    SUMMARY_MAX_NEW_TOKENS,
+    SUMMARY_PROMPT,
+    clean_title,
+)
+from h2o_chat.server.storage import display_title
 from tests.support.servers import RunningServer, h2o_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,8 +34,15 @@ _TITLE_START, _TITLE_END = SUMMARY_PROMPT.split("{message}")
 
 
 def title_for(message: str) -> str:
-    """The title :class:`Replay` gives a conversation that starts with ``message``."""
+    """The title :class:`Replay` writes for a conversation that starts with ``message``."""
     return " ".join(word.capitalize() for word in message.split()[:4])
+
+
+def stored_title(message: str) -> str:
+    """The title the server keeps from that: as much as the summary's tokens hold, cleaned,
+    else (nothing left) the start of the message."""
+    written = f'"{title_for(message)}"'[: SUMMARY_MAX_NEW_TOKENS * TOKEN_CHARS]
+    return clean_title(written) or display_title(None, message)
 
 
 def _answer(message: str, ordinal: int) -> str:

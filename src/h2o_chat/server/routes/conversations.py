@@ -27,8 +27,13 @@ SUMMARY_PROMPT = (
     "Write a title of at most five words for a conversation that starts with this message:"
     "\n\n{message}\n\nAnswer with the title only."
 )
+SUMMARY_MAX_NEW_TOKENS = 24
 # Greedy, short: the same message gets the same title.
-SUMMARY_PARAMETERS = {"do_sample": False, "max_new_tokens": 24, "repetition_penalty": 1.2}
+SUMMARY_PARAMETERS = {
+    "do_sample": False,
+    "max_new_tokens": SUMMARY_MAX_NEW_TOKENS,
+    "repetition_penalty": 1.2,
+}
 
 
 def clean_title(text: str) -> str:

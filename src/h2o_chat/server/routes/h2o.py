@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from h2o_chat.protocol.parameters import validate_parameters
@@ -46,11 +46,6 @@ def conversation_of(request: Request) -> StoredConversation:
     if conversation is None:
         raise ApiError(404, NOT_FOUND)
     return conversation
-
-
-async def index(request: Request) -> Response:
-    page: str = request.app.state.index_html
-    return HTMLResponse(page)
 
 
 async def health(request: Request) -> Response:
@@ -240,7 +235,6 @@ async def _stream(
 
 def routes() -> list[Route]:
     return [
-        Route("/", index, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/settings", settings, methods=["POST"]),
