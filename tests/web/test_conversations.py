@@ -196,7 +196,7 @@ def test_markdown_renders_and_copies(page: Page, replay: RunningServer) -> None:
 
 def test_the_answer_renders_while_it_streams(page: Page, replay: RunningServer) -> None:
     open_page(page, replay.url)
-    paragraphs = [f"Paragraph **{n}** of a long answer that streams." for n in range(1, 61)]
+    paragraphs = [f"Paragraph **{n}** of a long answer that streams." for n in range(1, 41)]
     answer = ask(page, "\n\n".join(paragraphs))
     streaming = page.locator("#messages .msg.assistant.streaming .text strong")
     expect(streaming.first).to_have_text("1")  # Markdown before the answer has ended
