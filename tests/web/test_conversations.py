@@ -188,9 +188,9 @@ def test_markdown_renders_and_copies(page: Page, replay: RunningServer) -> None:
     clipboard = page.evaluate("navigator.clipboard.readText()")
     assert clipboard == 'def brew(minutes):\n    return f"brewed {minutes}"\n'
 
-    answer = page.locator("#messages .msg.assistant").last
-    answer.get_by_role("button", name="Copy", exact=True).click()
-    expect(answer.get_by_role("button", name="Copied")).to_be_visible()
+    actions = page.locator("#messages .msg.assistant .actions").last
+    actions.get_by_role("button", name="Copy", exact=True).click()
+    expect(actions.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN.strip()  # the raw text
 
 
