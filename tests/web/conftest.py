@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support.replay import replay_server
 from tests.support.servers import RunningServer, h2o_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,6 +28,13 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with h2o_server(tmp_path_factory.mktemp("web-server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose model answers with the question itself (tests.support.replay)."""
+    with replay_server(tmp_path_factory.mktemp("web-replay")) as running:
         yield running
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,7 +16,7 @@ from h2o_chat.errors import InvalidRequestError
 from h2o_chat.server.config import ServerConfig
 from h2o_chat.server.http import ApiError, JSONResponse, error_response
 from h2o_chat.server.middleware import BodyLimit, RefererCheck, SessionMiddleware
-from h2o_chat.server.routes import h2o, openai
+from h2o_chat.server.routes import conversations, h2o, openai, page
 from h2o_chat.server.runtime import Runtime
 
 logger = logging.getLogger("h2o_chat.server")
@@ -68,7 +67,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await runtime.close()
 
     app = Starlette(
-        routes=[*h2o.routes(), *openai.routes()],
+        routes=[*page.routes(), *h2o.routes(), *conversations.routes(), *openai.routes()],
         middleware=[
             Middleware(SessionMiddleware),
             Middleware(RefererCheck),
@@ -83,7 +82,4 @@ def create_app(config: ServerConfig) -> Starlette:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.index_html = (
-        importlib.resources.files("h2o_chat.server") / "static" / "index.html"
-    ).read_text(encoding="utf-8")
     return app
