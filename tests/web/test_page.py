@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 
 from tests.support.servers import RunningServer
+from tests.support.web import ANSWER_TIMEOUT_MS, answered, ask
 
 JAPAN = "What is the capital of Japan?"
 STORY = "Write a very long story about a dragon."
-ANSWER_TIMEOUT_MS = 120_000
 
 
 def open_chat(page: Page, url: str, *, greedy: bool = True, max_new_tokens: int = 256) -> None:
@@ -26,18 +25,6 @@ def open_chat(page: Page, url: str, *, greedy: bool = True, max_new_tokens: int 
     page.get_by_label("Max new tokens").fill(str(max_new_tokens))
     page.get_by_text("Options").click()
     expect(options).not_to_have_attribute("open", "")
-
-
-def send(page: Page, text: str) -> Locator:
-    """Type ``text``, press Enter; the assistant message that will hold the answer."""
-    page.get_by_label("Message").fill(text)
-    page.get_by_label("Message").press("Enter")
-    return page.locator("#messages .msg.assistant").last
-
-
-def answered(answer: Locator) -> None:
-    """Wait until ``answer`` has finished streaming."""
-    expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"), timeout=ANSWER_TIMEOUT_MS)
 
 
 def test_page_loads_with_models_and_settings(page: Page, server: RunningServer) -> None:
@@ -58,10 +45,10 @@ def test_question_is_answered_and_history_stays(
     page: Page, server: RunningServer, artifacts: Path
 ) -> None:
     open_chat(page, server.url)
-    first = send(page, JAPAN)
+    first = ask(page, JAPAN)
     answered(first)
     expect(first.locator(".text")).to_contain_text("Tokyo")
-    second = send(page, "And of France?")
+    second = ask(page, "And of France?")
     answered(second)
     expect(second.locator(".text")).to_contain_text("Paris")  # asked in the same conversation
     messages = page.locator("#messages .msg .text")
@@ -80,7 +67,7 @@ def test_answer_streams_and_stop_frees_the_model(
     page: Page, server: RunningServer, artifacts: Path
 ) -> None:
     open_chat(page, server.url, max_new_tokens=4000)
-    answer = send(page, STORY)
+    answer = ask(page, STORY)
     # tokens show while the answer is still streaming (the first may wait on a busy machine)
     streaming = page.locator(".msg.assistant.streaming .text")
     expect(streaming).not_to_have_text("", timeout=ANSWER_TIMEOUT_MS)
@@ -93,7 +80,7 @@ def test_answer_streams_and_stop_frees_the_model(
 
     page.get_by_text("Options").click()
     page.get_by_label("Max new tokens").fill("256")
-    next_answer = send(page, JAPAN)
+    next_answer = ask(page, JAPAN)
     answered(next_answer)
     expect(next_answer.locator(".text")).to_contain_text("Tokyo")
 
@@ -105,10 +92,10 @@ def test_new_chat_starts_a_new_conversation(page: Page, server: RunningServer) -
         lambda r: created.append(r) if r.url == server.url + "/conversation" else None,
     )
     open_chat(page, server.url, max_new_tokens=8)
-    answered(send(page, JAPAN))
+    answered(ask(page, JAPAN))
     page.get_by_role("button", name="New chat").click()
     expect(page.locator("#messages .msg")).to_have_count(0)
-    answered(send(page, JAPAN))
+    answered(ask(page, JAPAN))
     expect(page.locator("#messages .msg")).to_have_count(2)
     assert len(created) == 2
 
@@ -116,7 +103,7 @@ def test_new_chat_starts_a_new_conversation(page: Page, server: RunningServer) -
 def test_text_is_shown_as_text_not_html(page: Page, server: RunningServer) -> None:
     open_chat(page, server.url, max_new_tokens=8)
     markup = "<b>bold</b><img src=x onerror=\"document.title='owned'\">"
-    answered(send(page, markup))
+    answered(ask(page, markup))
     expect(page.locator("#messages .msg.user .text")).to_have_text(markup)
     expect(page.locator("#messages b, #messages img")).to_have_count(0)
     assert page.title() == "h2o-chat"
@@ -127,7 +114,7 @@ def test_phone_width_has_no_horizontal_overflow(
 ) -> None:
     page.set_viewport_size({"width": 375, "height": 740})
     open_chat(page, server.url)
-    answer = send(page, JAPAN)
+    answer = ask(page, JAPAN)
     answered(answer)
     expect(answer.locator(".text")).to_contain_text("Tokyo")
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -145,7 +132,7 @@ def test_phone_width_has_no_horizontal_overflow(
 
 def test_escape_stops_the_answer(page: Page, server: RunningServer) -> None:
     open_chat(page, server.url, max_new_tokens=4000)
-    answer = send(page, STORY)
+    answer = ask(page, STORY)
     streaming = page.locator(".msg.assistant.streaming .text")
     expect(streaming).not_to_have_text("", timeout=ANSWER_TIMEOUT_MS)
     page.get_by_label("Message").press("Escape")
