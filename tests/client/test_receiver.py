@@ -53,6 +53,7 @@ def test_good_events_then_the_error_whatever_the_chunking(
         "malformed": errors.MalformedStreamError,
         "cut": errors.StreamClosedError,
     }[bad]
+    assert error is not None
     assert isinstance(error, expected)
     assert error.partial_text == "".join(words[:at])
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
     BaseClient,
@@ -20,6 +19,7 @@ from h2o_chat.client._base import (
     T,
     Turn,
 )
+from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
@@ -139,7 +139,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
                 finally:
                     await response.aclose()
         except httpx.TransportError as exc:
-            return errors.from_transport(exc)
+            return from_transport(exc)
         return response
 
 

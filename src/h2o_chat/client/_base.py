@@ -19,6 +19,7 @@ import httpx
 import msgspec
 
 from h2o_chat import errors
+from h2o_chat.client._errors import from_response
 from h2o_chat.client._receiver import StreamReceiver
 from h2o_chat.protocol import payloads
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
@@ -232,7 +233,7 @@ class BaseClient(Generic[HttpClient]):
             if isinstance(outcome, httpx.Response):
                 if outcome.is_success:
                     return outcome
-                error: errors.H2oError = errors.from_response(outcome)
+                error: errors.H2oError = from_response(outcome)
             else:
                 assert outcome is not None
                 error = outcome

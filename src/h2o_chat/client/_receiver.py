@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from h2o_chat import errors
+from h2o_chat.client._errors import from_transport
 from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES, Event, StreamParser
 from h2o_chat.protocol.types import Completion, ErrorEvent, StreamResponse
 
@@ -68,7 +69,7 @@ class StreamReceiver:
 
     def transport_error(self, exc: httpx.TransportError) -> errors.TransportError:
         """The error for a connection that broke mid-stream, carrying the text so far."""
-        return errors.from_transport(exc, partial_text=self.text)
+        return from_transport(exc, partial_text=self.text)
 
     def _accept(self, events: list[Event]) -> list[StreamResponse]:
         if ErrorEvent in set(map(type, events)):

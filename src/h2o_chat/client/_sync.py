@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 
-from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
     BaseClient,
@@ -21,6 +20,7 @@ from h2o_chat.client._base import (
     T,
     Turn,
 )
+from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
@@ -143,7 +143,7 @@ class Client(BaseClient[httpx.Client]):
                 finally:
                     response.close()
         except httpx.TransportError as exc:
-            return errors.from_transport(exc)
+            return from_transport(exc)
         return response
 
 
