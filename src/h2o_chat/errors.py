@@ -25,8 +25,6 @@ error responses onto them (``h2o_chat.client._errors``). The hierarchy::
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class H2oError(Exception):
     """Base class of every error this package raises.
@@ -114,11 +112,4 @@ class ProtocolError(H2oError):
 
 
 class MalformedStreamError(StreamError, ProtocolError):
-    """The stream held bytes that are not the TGI event format.
-
-    ``events`` are the well-formed events the same chunk held before the bad bytes.
-    """
-
-    def __init__(self, message: str, *, partial_text: str = "") -> None:
-        super().__init__(message, partial_text=partial_text)
-        self.events: list[Any] = []
+    """The stream held bytes that are not the TGI event format."""

@@ -99,7 +99,6 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
             async for chunk in response.aiter_bytes():
                 for event in receiver.feed(chunk):
                     yield event
-                receiver.raise_pending()
         except httpx.TransportError as exc:
             if receiver.final is None:
                 raise receiver.transport_error(exc) from exc
@@ -107,7 +106,6 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
             await response.aclose()
         for event in receiver.finish():
             yield event
-        receiver.raise_pending()
         turn.conversation.record(turn.inputs, receiver)
 
     async def _ensure_session(self, model_id: str) -> None:

@@ -104,14 +104,12 @@ class Client(BaseClient[httpx.Client]):
         try:
             for chunk in response.iter_bytes():
                 yield from receiver.feed(chunk)
-                receiver.raise_pending()
         except httpx.TransportError as exc:
             if receiver.final is None:
                 raise receiver.transport_error(exc) from exc
         finally:
             response.close()
         yield from receiver.finish()
-        receiver.raise_pending()
         turn.conversation.record(turn.inputs, receiver)
 
     def _ensure_session(self, model_id: str) -> None:

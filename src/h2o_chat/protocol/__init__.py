@@ -6,7 +6,7 @@ incremental stream parser and encoder shared by the client and the server.
 
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
 from h2o_chat.protocol.prompt import SEED_INSTRUCTION, flatten_messages, validate_messages
-from h2o_chat.protocol.stream import StreamParser, encode_error, encode_event
+from h2o_chat.protocol.stream import StreamParser, encode
 from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
 
 __all__ = [
@@ -17,8 +17,7 @@ __all__ = [
     "StreamParser",
     "StreamResponse",
     "Token",
-    "encode_error",
-    "encode_event",
+    "encode",
     "flatten_messages",
     "validate_messages",
     "validate_parameters",
