@@ -48,7 +48,8 @@ class UnknownModelError(InvalidRequestError):
 
 
 class TransportError(H2oError):
-    """The connection could not be made or broke."""
+    """The connection could not be made or broke (raised as such for a connection that
+    failed before any answer began, e.g. a kept-alive connection the server had closed)."""
 
 
 class ConnectError(TransportError):
@@ -60,15 +61,24 @@ class TimeoutError(TransportError):
 
 
 class StreamClosedError(TransportError):
-    """The connection closed in the middle of an answer."""
+    """The answer stream closed before its final event."""
 
 
 class HTTPStatusError(H2oError):
-    """The server answered with an error status."""
+    """The server answered with an error status; ``retry_after`` is the wait in seconds its
+    Retry-After asked for, if it gave one."""
 
-    def __init__(self, message: str, *, status_code: int, partial_text: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        retry_after: float | None = None,
+        partial_text: str = "",
+    ) -> None:
         super().__init__(message, partial_text=partial_text)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class BadRequestError(HTTPStatusError):
@@ -84,11 +94,7 @@ class NotFoundError(HTTPStatusError):
 
 
 class RateLimitError(HTTPStatusError):
-    """429: too many requests; ``retry_after`` is the server's wait in seconds, if it gave one."""
-
-    def __init__(self, message: str, *, status_code: int, retry_after: float | None) -> None:
-        super().__init__(message, status_code=status_code)
-        self.retry_after = retry_after
+    """429: too many requests."""
 
 
 class ServerError(HTTPStatusError):

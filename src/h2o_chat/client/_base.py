@@ -1,4 +1,4 @@
-"""What the sync and async clients share: configuration, request building, retries.
+"""What the sync and async clients share: configuration, request building and the flows.
 
 Every exchange is written once, as a *flow*: a generator that yields the actions it needs
 (:class:`Send` a request, :class:`Sleep`) and is sent back their outcomes (a response or an
@@ -8,9 +8,9 @@ awaiting I/O; no protocol or retry logic lives in them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import random
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -21,6 +21,7 @@ import msgspec
 from h2o_chat import errors
 from h2o_chat.client._errors import from_response
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.client._retry import RetryPolicy
 from h2o_chat.protocol import payloads
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
 from h2o_chat.protocol.prompt import flatten_messages
@@ -33,7 +34,6 @@ T = TypeVar("T")
 HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
 
 USER_AGENT = "h2o-chat/0.1"
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,37 +54,6 @@ class Sleep:
 Action = Send | Sleep
 Outcome = httpx.Response | errors.H2oError | None
 Flow = Generator[Action, Outcome, T]
-
-
-@dataclass(slots=True, frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, for failures before any token was delivered.
-
-    It is asked only about failures before a response arrived (transport errors while
-    sending) or error statuses; a stream that breaks after its first byte is never retried.
-    """
-
-    max_retries: int = 2
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 30.0
-
-    def delay(self, attempt: int, error: errors.H2oError) -> float | None:
-        """Seconds to wait before retry number ``attempt + 1``, or None to give up."""
-        if attempt >= self.max_retries:
-            return None
-        if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
-            return min(error.retry_after, self.max_retry_after)
-        if isinstance(error, errors.StreamClosedError):
-            # Closed before any answer: a kept-alive connection the server had just closed.
-            # Nothing was processed; send again at once, on a new connection.
-            return 0.0
-        retryable = isinstance(error, errors.ConnectError | errors.TimeoutError) or (
-            isinstance(error, errors.HTTPStatusError) and error.status_code in RETRYABLE_STATUS
-        )
-        if not retryable:
-            return None
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
 
 def merge_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,9 +145,11 @@ class BaseClient(Generic[HttpClient]):
 
     Options: ``base_url`` (else ``H2O_CHAT_URL``, else the seed's URL); ``timeout``, the
     longest silence allowed inside a stream (and for any read, write or pool wait);
-    ``connect_timeout``; ``max_retries`` for failures before the first token; extra
-    ``headers``; ``max_line_bytes``, the longest stream line accepted; ``proxy``; ``verify``
-    (TLS verification, on by default, or a CA bundle path); ``limits`` (connection pool).
+    ``connect_timeout``; ``max_retries``, more attempts after failures before the first
+    token (default 2), overriding ``retry.max_retries``; ``retry``, the whole
+    :class:`RetryPolicy`; extra ``headers``; ``max_line_bytes``, the longest stream line
+    accepted; ``proxy``; ``verify`` (TLS verification, on by default, or a CA bundle path);
+    ``limits`` (connection pool).
     """
 
     _http: HttpClient
@@ -189,15 +160,14 @@ class BaseClient(Generic[HttpClient]):
         *,
         timeout: float | None = 60.0,
         connect_timeout: float = 10.0,
-        max_retries: int = 2,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         proxy: str | None = None,
         verify: bool | str = True,
         limits: httpx.Limits | None = None,
     ) -> None:
-        if max_retries < 0:
-            raise errors.InvalidRequestError("max_retries must be >= 0")
         self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
             "/"
         )
@@ -205,7 +175,9 @@ class BaseClient(Generic[HttpClient]):
             raise errors.InvalidRequestError(
                 f"base URL {self.base_url!r} must start with http:// or https://"
             )
-        self.retry = RetryPolicy(max_retries=max_retries)
+        self.retry = retry or RetryPolicy()
+        if max_retries is not None:
+            self.retry = dataclasses.replace(self.retry, max_retries=max_retries)
         self.max_line_bytes = max_line_bytes
         self._http_options: dict[str, Any] = {
             "base_url": self.base_url,
@@ -226,7 +198,9 @@ class BaseClient(Generic[HttpClient]):
         return self._http.build_request(method, path, **kwargs)
 
     def _request(self, request: httpx.Request, *, stream: bool = False) -> Flow[httpx.Response]:
-        """Send ``request`` until it succeeds or the retry policy gives up."""
+        """Send ``request`` until it succeeds or the retry policy says to stop; each of the
+        policy's decisions is logged at INFO."""
+        where = f"{request.method} {request.url.path}"
         attempt = 0
         while True:
             outcome = yield Send(request, stream)
@@ -237,20 +211,21 @@ class BaseClient(Generic[HttpClient]):
             else:
                 assert outcome is not None
                 error = outcome
-            delay = self.retry.delay(attempt, error)
-            if delay is None:
+            decision = self.retry.decide(attempt, error)
+            if decision.delay is None:
+                log.info("no retry of %s (%s): %s", where, decision.reason, error.message)
                 raise error
             attempt += 1
             log.info(
-                "retry %d/%d of %s %s in %.2fs: %s",
+                "retry %d/%d of %s in %.2fs (%s): %s",
                 attempt,
                 self.retry.max_retries,
-                request.method,
-                request.url.path,
-                delay,
+                where,
+                decision.delay,
+                decision.reason,
                 error.message,
             )
-            yield Sleep(delay)
+            yield Sleep(decision.delay)
 
     def _session_flow(self, model_id: str) -> Flow[None]:
         """The cookie and welcome-settings bootstrap, once per client."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
-
 import httpx
 
 from h2o_chat import errors
+from h2o_chat.client._retry import parse_retry_after
 
 _STATUS_ERRORS: dict[int, type[errors.HTTPStatusError]] = {
     400: errors.BadRequestError,
@@ -17,22 +15,8 @@ _STATUS_ERRORS: dict[int, type[errors.HTTPStatusError]] = {
     410: errors.NotFoundError,
     413: errors.BadRequestError,
     422: errors.BadRequestError,
+    429: errors.RateLimitError,
 }
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -55,24 +39,32 @@ def from_response(response: httpx.Response) -> errors.HTTPStatusError:
     status = response.status_code
     message = f"HTTP {status} from {response.request.method} {response.request.url.path}: "
     message += _error_message(response)
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return errors.RateLimitError(message, status_code=status, retry_after=retry_after)
-    if status >= 500:
-        return errors.ServerError(message, status_code=status)
-    return _STATUS_ERRORS.get(status, errors.HTTPStatusError)(message, status_code=status)
+    kind = errors.ServerError if status >= 500 else _STATUS_ERRORS.get(status)
+    return (kind or errors.HTTPStatusError)(
+        message, status_code=status, retry_after=parse_retry_after(response.headers)
+    )
 
 
-def from_transport(exc: httpx.TransportError, *, partial_text: str = "") -> errors.TransportError:
-    """The error for an httpx transport failure, with ``exc`` as its cause."""
+def from_transport(
+    exc: httpx.TransportError, *, partial_text: str | None = None
+) -> errors.TransportError:
+    """The error for an httpx transport failure, with ``exc`` as its cause.
+
+    ``partial_text`` is the answer received so far when the failure broke an answer stream
+    (a :class:`~h2o_chat.errors.StreamClosedError` unless it timed out); None when it came
+    before any response.
+    """
     error: errors.TransportError
+    detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-        error = errors.TimeoutError(f"{kind} timeout: {exc}", partial_text=partial_text)
+        error = errors.TimeoutError(f"{kind} timeout: {exc}")
     elif isinstance(exc, httpx.ConnectError):
-        error = errors.ConnectError(f"cannot connect: {exc}", partial_text=partial_text)
+        error = errors.ConnectError(f"cannot connect: {exc}")
+    elif partial_text is not None:
+        error = errors.StreamClosedError(f"connection broken: {detail}")
     else:
-        detail = str(exc) or type(exc).__name__
-        error = errors.StreamClosedError(f"connection broken: {detail}", partial_text=partial_text)
+        error = errors.TransportError(f"connection broken before the answer: {detail}")
+    error.partial_text = partial_text or ""
     error.__cause__ = exc
     return error
