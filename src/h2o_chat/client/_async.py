@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, Unpack
 
 import httpx
 
@@ -21,24 +21,19 @@ from h2o_chat.client._base import (
 )
 from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol.parameters import GenerationParameters
+from h2o_chat.protocol.prompt import Message
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
-class AsyncClient(BaseClient[httpx.AsyncClient]):
+class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The asyncio twin of :class:`~h2o_chat.Client`, with the same methods awaited."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(base_url, **options)
-        self._http = httpx.AsyncClient(**self._http_options, transport=transport)
+    def _open(self, options: dict[str, Any], transport: httpx.AsyncBaseTransport | None) -> None:
+        self._http = httpx.AsyncClient(**options, transport=transport)
         self._session_lock = asyncio.Lock()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -56,10 +51,10 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     async def chat(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """The seed's stateless request, answered whole."""
         return await self._complete(self._stateless_turn(model, messages, options, parameters))
@@ -67,10 +62,10 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     def chat_stream(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
         """The seed's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
@@ -145,13 +140,21 @@ class AsyncConversation(BaseConversation["AsyncClient"]):
     """The asyncio twin of :class:`~h2o_chat.Conversation`."""
 
     async def send(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
         return await self._client._complete(self.state.turn(text, options, parameters))
 
     def stream(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
         turn = self.state.turn(text, options, parameters)

@@ -8,10 +8,11 @@ awaiting I/O; no protocol or retry logic lives in them.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +25,7 @@ from h2o_chat.client._receiver import StreamReceiver
 from h2o_chat.client._retry import RetryPolicy
 from h2o_chat.protocol import payloads
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
-from h2o_chat.protocol.prompt import flatten_messages
+from h2o_chat.protocol.prompt import Message, flatten_messages
 from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES
 from h2o_chat.protocol.types import ModelInfo
 
@@ -32,6 +33,7 @@ log = logging.getLogger("h2o_chat")
 
 T = TypeVar("T")
 HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
+Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 USER_AGENT = "h2o-chat/0.1"
 
@@ -140,16 +142,16 @@ class Turn:
     options: dict[str, Any]
 
 
-class BaseClient(Generic[HttpClient]):
+class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
     """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`.
 
-    Options: ``base_url`` (else ``H2O_CHAT_URL``, else the seed's URL); ``timeout``, the
-    longest silence allowed inside a stream (and for any read, write or pool wait);
-    ``connect_timeout``; ``max_retries``, more attempts after failures before the first
-    token (default 2), overriding ``retry.max_retries``; ``retry``, the whole
-    :class:`RetryPolicy`; extra ``headers``; ``max_line_bytes``, the longest stream line
-    accepted; ``proxy``; ``verify`` (TLS verification, on by default, or a CA bundle path);
-    ``limits`` (connection pool).
+    ``base_url``: else ``H2O_CHAT_URL``, else the seed's URL. ``timeout``: the longest
+    silence allowed inside a stream (and for any read, write or pool wait). ``max_retries``:
+    more attempts after failures before the first token (default 2), overriding
+    ``retry.max_retries``; ``retry``: the whole :class:`RetryPolicy`. ``headers``: sent with
+    every request. ``max_line_bytes``: the longest stream line accepted. ``proxy``, ``verify``
+    (TLS verification, on by default, or a CA bundle path), ``limits`` (the connection pool)
+    and ``transport`` are passed to httpx.
     """
 
     _http: HttpClient
@@ -167,6 +169,7 @@ class BaseClient(Generic[HttpClient]):
         proxy: str | None = None,
         verify: bool | str = True,
         limits: httpx.Limits | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
             "/"
@@ -179,17 +182,27 @@ class BaseClient(Generic[HttpClient]):
         if max_retries is not None:
             self.retry = dataclasses.replace(self.retry, max_retries=max_retries)
         self.max_line_bytes = max_line_bytes
-        self._http_options: dict[str, Any] = {
-            "base_url": self.base_url,
-            "timeout": httpx.Timeout(timeout, connect=connect_timeout),
-            "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
-            "proxy": proxy,
-            "verify": verify,
-            # Idle connections expire before common servers' 5 s keep-alive (uvicorn's) does.
-            "limits": limits
-            or httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4),
-        }
         self._has_session = False
+        self._open(
+            {
+                "base_url": self.base_url,
+                "timeout": httpx.Timeout(timeout, connect=connect_timeout),
+                "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
+                "proxy": proxy,
+                "verify": verify,
+                # Idle connections expire before common servers' 5 s keep-alive (uvicorn's).
+                "limits": limits
+                or httpx.Limits(
+                    max_connections=100, max_keepalive_connections=20, keepalive_expiry=4
+                ),
+            },
+            transport,
+        )
+
+    @abc.abstractmethod
+    def _open(self, options: dict[str, Any], transport: Transport | None) -> None:
+        """Open the connection pool (``_http``) and the lock that makes the session
+        bootstrap happen once."""
 
     def _receiver(self) -> StreamReceiver:
         return StreamReceiver(max_line_bytes=self.max_line_bytes)
@@ -260,7 +273,7 @@ class BaseClient(Generic[HttpClient]):
     def _stateless_turn(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         options: Mapping[str, Any] | None,
         parameters: Mapping[str, Any],
     ) -> Turn:

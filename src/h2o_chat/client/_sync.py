@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, Unpack
 
 import httpx
 
@@ -22,10 +22,12 @@ from h2o_chat.client._base import (
 )
 from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol.parameters import GenerationParameters
+from h2o_chat.protocol.prompt import Message
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
-class Client(BaseClient[httpx.Client]):
+class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
     """A client of an H2o/chat-ui server, with one connection pool and one session.
 
     >>> with Client("http://127.0.0.1:8000") as client:  # doctest: +SKIP
@@ -33,18 +35,11 @@ class Client(BaseClient[httpx.Client]):
     ...         print(event.token.text, end="")
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(base_url, **options)
-        self._http = httpx.Client(**self._http_options, transport=transport)
+    def _open(self, options: dict[str, Any], transport: httpx.BaseTransport | None) -> None:
+        self._http = httpx.Client(**options, transport=transport)
         self._session_lock = threading.Lock()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -62,10 +57,10 @@ class Client(BaseClient[httpx.Client]):
     def chat(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """The seed's stateless request, answered whole."""
         return self._complete(self._stateless_turn(model, messages, options, parameters))
@@ -73,10 +68,10 @@ class Client(BaseClient[httpx.Client]):
     def chat_stream(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
         """The seed's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
@@ -149,13 +144,21 @@ class Conversation(BaseConversation["Client"]):
     """A conversation on the server: each turn sends only the new message."""
 
     def send(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
         return self._client._complete(self.state.turn(text, options, parameters))
 
     def stream(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
         turn = self.state.turn(text, options, parameters)

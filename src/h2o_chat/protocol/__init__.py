@@ -4,7 +4,11 @@ Prompt text, request payloads, parameter validation, typed stream events, and th
 incremental stream parser and encoder shared by the client and the server.
 """
 
-from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
+from h2o_chat.protocol.parameters import (
+    DEFAULT_PARAMETERS,
+    GenerationParameters,
+    validate_parameters,
+)
 from h2o_chat.protocol.prompt import SEED_INSTRUCTION, flatten_messages, validate_messages
 from h2o_chat.protocol.stream import StreamParser, encode
 from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
@@ -14,6 +18,7 @@ __all__ = [
     "SEED_INSTRUCTION",
     "Details",
     "ErrorEvent",
+    "GenerationParameters",
     "StreamParser",
     "StreamResponse",
     "Token",
