@@ -17,7 +17,7 @@ from h2o_chat.errors import (
     ServerError,
     StreamClosedError,
     StreamError,
-    TimeoutError,
+    TimeoutException,
     TransportError,
     UnknownModelError,
 )
@@ -67,7 +67,7 @@ __all__ = [
     "StreamClosedError",
     "StreamError",
     "StreamResponse",
-    "TimeoutError",
+    "TimeoutException",
     "Token",
     "TransportError",
     "UnknownModelError",

@@ -9,7 +9,7 @@ error responses onto them (``h2o_chat.client._errors``). The hierarchy::
     │   └── UnknownModelError
     ├── TransportError
     │   ├── ConnectError
-    │   ├── TimeoutError
+    │   ├── TimeoutException
     │   └── StreamClosedError
     ├── HTTPStatusError
     │   ├── BadRequestError
@@ -56,8 +56,11 @@ class ConnectError(TransportError):
     """The server could not be reached."""
 
 
-class TimeoutError(TransportError):
-    """Connecting took too long, or the stream stayed silent longer than the read timeout."""
+class TimeoutException(TransportError):
+    """Connecting took too long, or the stream stayed silent longer than the read timeout.
+
+    Named as httpx names it, so that it does not shadow the builtin ``TimeoutError``.
+    """
 
 
 class StreamClosedError(TransportError):

@@ -1,8 +1,8 @@
-"""The seed's H2o provider interface, exact, as a thin shim over :class:`h2o_chat.Client`.
+"""The 2023 H2o provider's interface, exact, as a thin shim over :class:`h2o_chat.Client`.
 
-``_create_completion(model, messages, stream, **kwargs)`` sends what the seed sent (its
-flattened prompt, parameters and options) and yields the answer's text tokens. Unlike the
-seed it reuses one client, one session and one connection pool per base URL.
+``_create_completion(model, messages, stream, **kwargs)`` sends what the 2023 provider sent
+(its flattened prompt, parameters and options) and yields the answer's text tokens. Unlike
+the original it reuses one client, one session and one connection pool per base URL.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Generator
 from typing import Any, get_type_hints
 
 from h2o_chat.client import Client
-from h2o_chat.protocol.payloads import SEED_MODELS, SEED_URL
+from h2o_chat.protocol.payloads import H2O_2023_MODELS, H2O_2023_URL
 from h2o_chat.protocol.types import END_OF_TEXT
 
-url = SEED_URL
+url = H2O_2023_URL
 model = ["falcon-40b", "falcon-7b", "llama-13b"]
 supports_stream = True
 needs_auth = False
-models = dict(SEED_MODELS)
+models = dict(H2O_2023_MODELS)
 
 _OPTION_KWARGS = ("id", "response_id")
 _clients: dict[str, Client] = {}
@@ -41,8 +41,8 @@ def _create_completion(
     """Yield the answer's text tokens (``stream=True``) or the whole answer once.
 
     ``kwargs``: any TGI parameter (``temperature``, ``max_new_tokens``, ``top_k``, ...), the
-    seed's ``id`` and ``response_id`` options, and ``base_url`` (else ``H2O_CHAT_URL``, else
-    the seed's URL). Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once.
+    ``id`` and ``response_id`` options, and ``base_url`` (else ``H2O_CHAT_URL``, else the 2023
+    hosted site). Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once.
     """
     base_url = kwargs.pop("base_url", None) or os.environ.get("H2O_CHAT_URL") or url
     options = {key: kwargs.pop(key) for key in _OPTION_KWARGS if key in kwargs}
@@ -52,7 +52,8 @@ def _create_completion(
 
 
 def _tokens(events: Any) -> Generator[str, None, None]:
-    """The seed's loop: text tokens until the ``<|endoftext|>`` token, special tokens skipped."""
+    """The 2023 provider's loop: text tokens until the ``<|endoftext|>`` token, special tokens
+    skipped."""
     ended = False
     for event in events:  # read to the end, so the connection goes back to the pool
         token = event.token

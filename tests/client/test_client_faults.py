@@ -156,7 +156,7 @@ def test_status_errors_are_typed_and_not_retried(
         ("malformed", errors.MalformedStreamError, "malformed event"),
         ("error", errors.GenerationError, "overloaded"),
         ("endless", errors.MalformedStreamError, "over"),
-        ("stall", errors.TimeoutError, "read timeout"),
+        ("stall", errors.TimeoutException, "read timeout"),
     ],
 )
 def test_stream_faults_keep_the_partial_text_and_are_not_retried(

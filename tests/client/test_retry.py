@@ -57,7 +57,7 @@ def test_only_retryable_failures_are_retried() -> None:
     policy = RetryPolicy()
     for error in [
         errors.ConnectError("refused"),
-        errors.TimeoutError("read timeout"),
+        errors.TimeoutException("read timeout"),
         errors.TransportError("connection broken before the answer"),
         *(_status(status) for status in (429, 502, 503, 504)),
     ]:

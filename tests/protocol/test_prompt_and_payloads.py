@@ -1,4 +1,4 @@
-"""The seed's prompt text and request payloads."""
+"""The 2023 provider's prompt text and request payloads."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS
 from h2o_chat.protocol.prompt import flatten_messages
 
 
-def test_prompt_is_the_seeds_byte_for_byte() -> None:
+def test_prompt_is_the_2023_providers_byte_for_byte() -> None:
     messages = [
         {"role": "user", "content": "Hello, how are you?"},
         {"role": "assistant", "content": "Fine."},
         {"role": "user", "content": "Tell me a joke."},
     ]
-    # The seed's own loop, as written in the specification.
+    # The 2023 provider's own loop, as written in the specification.
     conversation = (
         "instruction: this is a conversation beween, a user and an AI assistant, respond to "
         "the latest message, referring to the conversation if needed\n"
@@ -42,7 +42,7 @@ def test_bad_messages(messages: object, match: str) -> None:
         flatten_messages(messages)  # type: ignore[arg-type]
 
 
-def test_seed_defaults_and_payload_order() -> None:
+def test_2023_defaults_and_payload_order() -> None:
     assert DEFAULT_PARAMETERS == {
         "temperature": 0.4,
         "truncate": 2048,

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from bench import seed
-from h2o_chat.protocol.payloads import SEED_MODELS, SESSION_COOKIE, settings_form
+from h2o_chat.protocol.payloads import H2O_2023_MODELS as SEED_MODELS
+from h2o_chat.protocol.payloads import SESSION_COOKIE, settings_form
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
 from h2o_chat.server.config import BUILTIN_MODEL_ID
 from tests.server.conftest import client, converse, error, final, new_conversation

@@ -11,13 +11,13 @@ import httpx
 
 from h2o_chat.client._base import (
     Action,
+    ActionResult,
     BaseClient,
     BaseConversation,
     Flow,
-    Outcome,
     Send,
     T,
-    Turn,
+    TurnRequest,
 )
 from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
@@ -56,7 +56,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         options: Mapping[str, Any] | None = None,
         **parameters: Unpack[GenerationParameters],
     ) -> Completion:
-        """The seed's stateless request, answered whole."""
+        """The 2023 provider's stateless request, answered whole."""
         return await self._complete(self._stateless_turn(model, messages, options, parameters))
 
     def chat_stream(
@@ -67,7 +67,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         options: Mapping[str, Any] | None = None,
         **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
-        """The seed's stateless request, answered event by event."""
+        """The 2023 provider's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
         return self._stream(turn, self._receiver())
 
@@ -81,13 +81,15 @@ class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         """The models the server serves (this project's ``GET /api/models``)."""
         return await self._run(self._models_flow())
 
-    async def _complete(self, turn: Turn) -> Completion:
+    async def _complete(self, turn: TurnRequest) -> Completion:
         receiver = self._receiver()
         async for _ in self._stream(turn, receiver):
             pass
         return receiver.completion()
 
-    async def _stream(self, turn: Turn, receiver: StreamReceiver) -> AsyncIterator[StreamResponse]:
+    async def _stream(
+        self, turn: TurnRequest, receiver: StreamReceiver
+    ) -> AsyncIterator[StreamResponse]:
         await self._ensure_session(turn.conversation.model_id)
         response = await self._run(self._turn_flow(turn, receiver))
         try:
@@ -111,16 +113,16 @@ class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
                 await self._run(self._session_flow(model_id))
 
     async def _run(self, flow: Flow[T]) -> T:
-        outcome: Outcome = None
+        result: ActionResult = None
         while True:
             try:
-                action = flow.send(outcome)
+                action = flow.send(result)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = await self._perform(action)
+                value: T = done.value
+                return value
+            result = await self._perform(action)
 
-    async def _perform(self, action: Action) -> Outcome:
+    async def _perform(self, action: Action) -> ActionResult:
         if not isinstance(action, Send):
             await asyncio.sleep(action.seconds)
             return None
@@ -147,7 +149,7 @@ class AsyncConversation(BaseConversation["AsyncClient"]):
         **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
-        return await self._client._complete(self.state.turn(text, options, parameters))
+        return await self._client._complete(self.state.prepare(text, options, parameters))
 
     def stream(
         self,
@@ -157,7 +159,7 @@ class AsyncConversation(BaseConversation["AsyncClient"]):
         **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
-        turn = self.state.turn(text, options, parameters)
+        turn = self.state.prepare(text, options, parameters)
         return self._client._stream(turn, self._client._receiver())
 
     async def stop(self) -> None:

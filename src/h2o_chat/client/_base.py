@@ -1,7 +1,7 @@
 """What the sync and async clients share: configuration, request building and the flows.
 
 Every exchange is written once, as a *flow*: a generator that yields the actions it needs
-(:class:`Send` a request, :class:`Sleep`) and is sent back their outcomes (a response or an
+(:class:`Send` a request, :class:`Sleep`) and is sent back their results (a response or an
 :class:`~h2o_chat.errors.H2oError`). The clients only perform the actions, with blocking or
 awaiting I/O; no protocol or retry logic lives in them.
 """
@@ -54,12 +54,13 @@ class Sleep:
 
 
 Action = Send | Sleep
-Outcome = httpx.Response | errors.H2oError | None
-Flow = Generator[Action, Outcome, T]
+ActionResult = httpx.Response | errors.H2oError | None
+"""What performing an action gives back: a response, the error of a failed send, or None."""
+Flow = Generator[Action, ActionResult, T]
 
 
 def merge_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's defaults overridden by ``parameters``, validated before any I/O."""
+    """The 2023 provider's defaults overridden by ``parameters``, validated before any I/O."""
     return validate_parameters({**DEFAULT_PARAMETERS, **parameters})
 
 
@@ -71,7 +72,7 @@ def check_text(text: Any) -> str:
 
 
 def model_id(model: Any) -> str:
-    """The model id a name stands for (a seed short name, or the id itself); it must be a
+    """The model id a name stands for (a 2023 short name, or the id itself); it must be a
     non-empty string."""
     if not isinstance(model, str) or not model.strip():
         raise errors.UnknownModelError(f"model must be a non-empty string, not {model!r}")
@@ -90,9 +91,9 @@ class ConversationState:
         self.id = id
         self.messages: list[dict[str, str]] = []
 
-    def turn(
+    def prepare(
         self, text: str, options: Mapping[str, Any] | None, parameters: Mapping[str, Any]
-    ) -> Turn:
+    ) -> TurnRequest:
         """Validate one message to send; nothing touches the network."""
         options = dict(options or {})
         unknown = options.keys() - {"id", "response_id"}
@@ -101,7 +102,7 @@ class ConversationState:
                 f"unknown options {sorted(unknown)}; known: id, response_id"
             )
         options = payloads.new_options(**options)
-        return Turn(self, check_text(text), merge_parameters(parameters), options)
+        return TurnRequest(self, check_text(text), merge_parameters(parameters), options)
 
     def record(self, text: str, receiver: StreamReceiver) -> None:
         """Keep the finished exchange in the local history."""
@@ -133,8 +134,8 @@ class BaseConversation(Generic[ClientT]):
 
 
 @dataclass(slots=True)
-class Turn:
-    """One validated message for a conversation, with its parameters and options."""
+class TurnRequest:
+    """One validated message to send in a conversation, with its parameters and options."""
 
     conversation: ConversationState
     inputs: str
@@ -145,7 +146,7 @@ class Turn:
 class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
     """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`.
 
-    ``base_url``: else ``H2O_CHAT_URL``, else the seed's URL. ``timeout``: the longest
+    ``base_url``: else ``H2O_CHAT_URL``, else the 2023 hosted site. ``timeout``: the longest
     silence allowed inside a stream (and for any read, write or pool wait). ``max_retries``:
     more attempts after failures before the first token (default 2), overriding
     ``retry.max_retries``; ``retry``: the whole :class:`RetryPolicy`. ``headers``: sent with
@@ -171,9 +172,9 @@ class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
         limits: httpx.Limits | None = None,
         transport: Transport | None = None,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
-            "/"
-        )
+        self.base_url = (
+            base_url or os.environ.get("H2O_CHAT_URL") or payloads.H2O_2023_URL
+        ).rstrip("/")
         if httpx.URL(self.base_url).scheme not in ("http", "https"):
             raise errors.InvalidRequestError(
                 f"base URL {self.base_url!r} must start with http:// or https://"
@@ -216,14 +217,14 @@ class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
         where = f"{request.method} {request.url.path}"
         attempt = 0
         while True:
-            outcome = yield Send(request, stream)
-            if isinstance(outcome, httpx.Response):
-                if outcome.is_success:
-                    return outcome
-                error: errors.H2oError = from_response(outcome)
+            result = yield Send(request, stream)
+            if isinstance(result, httpx.Response):
+                if result.is_success:
+                    return result
+                error: errors.H2oError = from_response(result)
             else:
-                assert outcome is not None
-                error = outcome
+                assert result is not None
+                error = result
             decision = self.retry.decide(attempt, error)
             if decision.delay is None:
                 log.info("no retry of %s (%s): %s", where, decision.reason, error.message)
@@ -260,7 +261,7 @@ class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
             raise errors.UnknownModelError(exc.message) from exc
         return _decode(response, _NewConversation).conversationId
 
-    def _turn_flow(self, turn: Turn, receiver: StreamReceiver) -> Flow[httpx.Response]:
+    def _turn_flow(self, turn: TurnRequest, receiver: StreamReceiver) -> Flow[httpx.Response]:
         """Create the conversation if it is new, then open the answer stream."""
         if turn.conversation.id is None:
             model, preprompt = turn.conversation.model_id, turn.conversation.system
@@ -276,10 +277,10 @@ class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
         messages: Iterable[Message],
         options: Mapping[str, Any] | None,
         parameters: Mapping[str, Any],
-    ) -> Turn:
-        """The seed's request: a new conversation holding the flattened message list."""
+    ) -> TurnRequest:
+        """The 2023 provider's request: a new conversation holding the flattened messages."""
         state = ConversationState(model)
-        return state.turn(flatten_messages(messages), options, parameters)
+        return state.prepare(flatten_messages(messages), options, parameters)
 
     def _stop_flow(self, conversation_id: str) -> Flow[None]:
         yield from self._request(

@@ -58,7 +58,7 @@ def from_transport(
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-        error = errors.TimeoutError(f"{kind} timeout: {exc}")
+        error = errors.TimeoutException(f"{kind} timeout: {exc}")
     elif isinstance(exc, httpx.ConnectError):
         error = errors.ConnectError(f"cannot connect: {exc}")
     elif partial_text is not None:

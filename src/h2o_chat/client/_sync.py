@@ -12,13 +12,13 @@ import httpx
 
 from h2o_chat.client._base import (
     Action,
+    ActionResult,
     BaseClient,
     BaseConversation,
     Flow,
-    Outcome,
     Send,
     T,
-    Turn,
+    TurnRequest,
 )
 from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
@@ -62,7 +62,7 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
         options: Mapping[str, Any] | None = None,
         **parameters: Unpack[GenerationParameters],
     ) -> Completion:
-        """The seed's stateless request, answered whole."""
+        """The 2023 provider's stateless request, answered whole."""
         return self._complete(self._stateless_turn(model, messages, options, parameters))
 
     def chat_stream(
@@ -73,7 +73,7 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
         options: Mapping[str, Any] | None = None,
         **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
-        """The seed's stateless request, answered event by event."""
+        """The 2023 provider's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
         return self._stream(turn, self._receiver())
 
@@ -87,13 +87,13 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
         """The models the server serves (this project's ``GET /api/models``)."""
         return self._run(self._models_flow())
 
-    def _complete(self, turn: Turn) -> Completion:
+    def _complete(self, turn: TurnRequest) -> Completion:
         receiver = self._receiver()
         for _ in self._stream(turn, receiver):
             pass
         return receiver.completion()
 
-    def _stream(self, turn: Turn, receiver: StreamReceiver) -> Iterator[StreamResponse]:
+    def _stream(self, turn: TurnRequest, receiver: StreamReceiver) -> Iterator[StreamResponse]:
         self._ensure_session(turn.conversation.model_id)
         response = self._run(self._turn_flow(turn, receiver))
         try:
@@ -115,16 +115,16 @@ class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
                 self._run(self._session_flow(model_id))
 
     def _run(self, flow: Flow[T]) -> T:
-        outcome: Outcome = None
+        result: ActionResult = None
         while True:
             try:
-                action = flow.send(outcome)
+                action = flow.send(result)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = self._perform(action)
+                value: T = done.value
+                return value
+            result = self._perform(action)
 
-    def _perform(self, action: Action) -> Outcome:
+    def _perform(self, action: Action) -> ActionResult:
         if not isinstance(action, Send):
             time.sleep(action.seconds)
             return None
@@ -151,7 +151,7 @@ class Conversation(BaseConversation["Client"]):
         **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
-        return self._client._complete(self.state.turn(text, options, parameters))
+        return self._client._complete(self.state.prepare(text, options, parameters))
 
     def stream(
         self,
@@ -161,7 +161,7 @@ class Conversation(BaseConversation["Client"]):
         **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
-        turn = self.state.turn(text, options, parameters)
+        turn = self.state.prepare(text, options, parameters)
         return self._client._stream(turn, self._client._receiver())
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""TGI generation parameters: their types, the seed's defaults and one validator for
+"""TGI generation parameters: their types, the 2023 provider's defaults and one validator for
 client and server."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class GenerationParameters(TypedDict, total=False):
     watermark: bool | None
 
 
-# The seed's parameters, in the seed's order.
+# The 2023 provider's parameters, in its order.
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "temperature": 0.4,
     "truncate": 2048,

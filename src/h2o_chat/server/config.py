@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.protocol.payloads import H2O_2023_MODELS as SEED_MODELS
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
 DEFAULT_PORT = 8000
