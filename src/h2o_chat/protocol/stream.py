@@ -8,8 +8,6 @@ benchmarks share it.
 
 from __future__ import annotations
 
-from typing import cast
-
 import msgspec
 
 from h2o_chat.errors import MalformedStreamError
@@ -88,7 +86,9 @@ def _parse_blocks(complete: bytes) -> list[Parsed]:
         joined = complete[5:].replace(b"\n\ndata:", b",")
         if b"\n" not in joined:
             try:
-                events = cast("list[Parsed]", _decode_events(b"[" + joined + b"]"))
+                # A copy, so that the decoder's own list is freed at once: measured faster
+                # for the whole client than handing that list on.
+                events: list[Parsed] = list(_decode_events(b"[" + joined + b"]"))
             except msgspec.DecodeError:
                 pass
             else:
