@@ -2,7 +2,7 @@
 
 It answers the seed's four routes just enough for every reader (no session, no storage) and
 streams ``max_new_tokens`` events shaped like the project's ``synthetic:N`` backend, encoded
-once per length with :func:`h2o_chat.protocol.stream.encode_event`. ``--chunk-bytes 0`` sends
+once per length with :func:`h2o_chat.protocol.stream.encode`. ``--chunk-bytes 0`` sends
 one event per ASGI message, as an SSE endpoint emitting events does (the server benchmark's
 limit); a positive value sends the same bytes in chunks of that size, so that readers are
 measured rather than the source (the client benchmarks).
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from h2o_chat.protocol.stream import encode_event
+from h2o_chat.protocol.stream import encode
 from h2o_chat.protocol.types import StreamResponse, Token
 
 TOKEN_TEXT = " tok"
@@ -34,9 +34,9 @@ CONVERSATION_ID = "0" * 24
 def synthetic_events(count: int) -> tuple[bytes, ...]:
     """What ``synthetic:N`` sends for ``max_new_tokens=count`` (N >= count): ``count`` tokens
     ``" tok"``, the last one final (``generated_text``, finish reason ``length``)."""
-    events = [encode_event(StreamResponse(Token(i, TOKEN_TEXT, 0.0))) for i in range(1, count)]
+    events = [encode(StreamResponse(Token(i, TOKEN_TEXT, 0.0))) for i in range(1, count)]
     final = StreamResponse(Token(count, TOKEN_TEXT, 0.0), TOKEN_TEXT * count)
-    return (*events, encode_event(final))
+    return (*events, encode(final))
 
 
 @functools.lru_cache(maxsize=16)

@@ -118,7 +118,7 @@ def run(bench: Bench) -> Section:
         "Client throughput",
         f"Each reader streams answers of {tokens:,} tokens from `bench.replay`, a bare "
         "Starlette/uvicorn endpoint that replays the same pre-encoded events (shaped like the "
-        "server's `synthetic:N` backend, encoded once with `encode_event`) in "
+        "server's `synthetic:N` backend, encoded once with `encode`) in "
         f"{CHUNK_BYTES // 1024} KiB chunks, so the readers are measured rather than the source; "
         f"the endpoint runs on its own core. Tokens per second over {rounds} rounds in rotating "
         "order, after a warm-up read; each figure includes the reader's own requests (the seed: 4 "

@@ -1,12 +1,12 @@
-"""The seed's H2o provider interface, exact, as a thin shim over :class:`h2o_chat.Client`.
+"""The 2023 H2o provider's interface, exact, as a thin shim over :class:`h2o_chat.Client`.
 
-``_create_completion(model, messages, stream, **kwargs)`` sends what the seed sent (its
-flattened prompt, parameters and options) and yields the answer's text tokens. Unlike the
-seed it reuses one client, one session and one connection pool per base URL.
+``_create_completion(model, messages, stream, **kwargs)`` sends what the 2023 provider sent
+(its flattened prompt, parameters and options) and yields the answer's text tokens. Unlike
+the original it reuses one client, one session and one connection pool per base URL.
 
-The seed's site is gone: with no ``base_url=`` and no ``H2O_CHAT_URL`` the answer comes from
+The 2023 site is gone: with no ``base_url=`` and no ``H2O_CHAT_URL`` the answer comes from
 the built-in model, served in this process (:func:`h2o_chat.local.shared_server_url`). ``url``
-keeps the seed's value; pass it as ``base_url=`` to talk to that site.
+keeps the 2023 value; pass it as ``base_url=`` to talk to that site.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any, get_type_hints
 
 from h2o_chat import local
 from h2o_chat.client import Client
-from h2o_chat.protocol.payloads import SEED_MODELS, SEED_URL
+from h2o_chat.protocol.payloads import H2O_2023_MODELS, H2O_2023_URL
 from h2o_chat.protocol.types import END_OF_TEXT
 
-url = SEED_URL
+url = H2O_2023_URL
 model = ["falcon-40b", "falcon-7b", "llama-13b"]
 supports_stream = True
 needs_auth = False
-models = dict(SEED_MODELS)
+models = dict(H2O_2023_MODELS)
 
 _OPTION_KWARGS = ("id", "response_id")
 _clients: dict[str, Client] = {}
@@ -46,10 +46,10 @@ def _create_completion(
     """Yield the answer's text tokens (``stream=True``) or the whole answer once.
 
     ``kwargs``: any TGI parameter (``temperature``, ``max_new_tokens``, ``top_k``, ...), the
-    seed's ``id`` and ``response_id`` options, and ``base_url`` (else ``H2O_CHAT_URL``, else
-    the built-in model, started in this process by the first such call and reused by the
-    next). Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once; without the
-    server extra, an unconfigured call raises :class:`h2o_chat.ServerNotInstalledError`.
+    ``id`` and ``response_id`` options, and ``base_url`` (else ``H2O_CHAT_URL``, else the
+    built-in model, started in this process by the first such call and reused by the next).
+    Bad arguments raise :class:`h2o_chat.InvalidRequestError` at once; without the server
+    extra, an unconfigured call raises :class:`h2o_chat.ServerNotInstalledError`.
     """
     base_url = (
         kwargs.pop("base_url", None) or os.environ.get("H2O_CHAT_URL") or local.shared_server_url()
@@ -61,7 +61,8 @@ def _create_completion(
 
 
 def _tokens(events: Any) -> Generator[str, None, None]:
-    """The seed's loop: text tokens until the ``<|endoftext|>`` token, special tokens skipped."""
+    """The 2023 provider's loop: text tokens until the ``<|endoftext|>`` token, special tokens
+    skipped."""
     ended = False
     for event in events:  # read to the end, so the connection goes back to the pool
         token = event.token

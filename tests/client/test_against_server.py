@@ -11,11 +11,11 @@ import pytest
 import h2o_chat
 import h2o_chat.provider as provider
 from h2o_chat import errors
-from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.protocol.payloads import H2O_2023_MODELS
 from h2o_chat.protocol.prompt import flatten_messages
 from tests.support.servers import RunningServer, h2o_server
 
-FALCON = SEED_MODELS["falcon-7b"]
+FALCON = H2O_2023_MODELS["falcon-7b"]
 QUESTION = [{"role": "user", "content": "What is the capital of Japan?"}]
 
 

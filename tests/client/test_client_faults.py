@@ -12,6 +12,7 @@ import pytest
 
 import h2o_chat
 from h2o_chat import errors
+from h2o_chat.client._errors import from_response
 from h2o_chat.protocol.types import END_OF_TEXT, Completion
 from tests.support.faultserver import FaultServer
 from tests.support.servers import free_port
@@ -155,7 +156,7 @@ def test_status_errors_are_typed_and_not_retried(
         ("malformed", errors.MalformedStreamError, "malformed event"),
         ("error", errors.GenerationError, "overloaded"),
         ("endless", errors.MalformedStreamError, "over"),
-        ("stall", errors.TimeoutError, "read timeout"),
+        ("stall", errors.TimeoutException, "read timeout"),
     ],
 )
 def test_stream_faults_keep_the_partial_text_and_are_not_retried(
@@ -296,12 +297,12 @@ def test_error_messages_are_short_whatever_the_body() -> None:
     request = httpx.Request("GET", "http://127.0.0.1/x")
     page = "<!doctype html><html><body>" + "<p>lost</p>" * 500 + "</body></html>"
     html = httpx.Response(404, text=page, headers={"content-type": "text/html"}, request=request)
-    assert errors.from_response(html).message == "HTTP 404 from GET /x: Not Found"
+    assert from_response(html).message == "HTTP 404 from GET /x: Not Found"
     text = httpx.Response(503, text="busy\n" * 500, request=request)
-    error = errors.from_response(text)
+    error = from_response(text)
     assert isinstance(error, errors.ServerError) and len(error.message) < 250
     json = httpx.Response(400, json={"error": "inputs is empty"}, request=request)
-    assert errors.from_response(json).message.endswith("inputs is empty")
+    assert from_response(json).message.endswith("inputs is empty")
 
 
 @pytest.mark.parametrize("model", ["", "   ", None])

@@ -1,4 +1,4 @@
-"""The seed's provider interface, exact, over the client."""
+"""The 2023 provider's interface, exact, over the client."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.support.faultserver import FaultServer
 MESSAGES = [{"role": "user", "content": "Hello, how are you?"}]
 
 
-def test_module_names_are_the_seeds() -> None:
+def test_module_names_are_the_2023_providers() -> None:
     assert provider.url == "https://gpt-gm.h2o.ai"
     assert provider.model == ["falcon-40b", "falcon-7b", "llama-13b"]
     assert provider.models == {
@@ -29,14 +29,12 @@ def test_module_names_are_the_seeds() -> None:
     )
 
 
-def test_stream_yields_text_tokens_and_sends_the_seeds_payload(
-    url: str, fault: FaultServer
-) -> None:
+def test_stream_yields_text_tokens_and_sends_the_2023_payload(url: str, fault: FaultServer) -> None:
     tokens = list(provider._create_completion("falcon-7b", MESSAGES, True, base_url=url))
     assert tokens == ["Hello", " wide", " world", "!"]
     body = fault.bodies[-1]
     assert body["inputs"] == flatten_messages(MESSAGES)
-    # DEFAULT_PARAMETERS is checked against the seed's literals in tests/protocol.
+    # DEFAULT_PARAMETERS is checked against the 2023 provider's literals in tests/protocol.
     assert body["parameters"] == DEFAULT_PARAMETERS
     assert body["stream"] is True
     options = body["options"]

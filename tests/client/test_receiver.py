@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from h2o_chat import errors
 from h2o_chat.client._receiver import StreamReceiver
-from h2o_chat.protocol.stream import encode_error, encode_event
+from h2o_chat.protocol.stream import encode
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse, Token
 from tests.support.chunking import split_at
 
@@ -16,13 +16,15 @@ WORDS = st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=10)
 
 
 def _receive(pieces: list[bytes]) -> tuple[list[StreamResponse], errors.H2oError | None]:
-    receiver, seen = StreamReceiver(), []
+    """What a client yields, one event at a time as it does, and the error it raises."""
+    receiver = StreamReceiver()
+    seen: list[StreamResponse] = []
     try:
         for piece in pieces:
-            seen += receiver.feed(piece)
-            receiver.raise_pending()
-        seen += receiver.finish()
-        receiver.raise_pending()
+            for event in receiver.feed(piece):
+                seen.append(event)
+        for event in receiver.finish():
+            seen.append(event)
     except errors.H2oError as exc:
         return seen, exc
     return seen, None
@@ -41,11 +43,11 @@ def test_good_events_then_the_error_whatever_the_chunking(
     at = min(at, len(words))
     good = [StreamResponse(Token(i, w, -1.0)) for i, w in enumerate(words[:at])]
     tail = {
-        "error": encode_error(ErrorEvent("boom", "generation")),
+        "error": encode(ErrorEvent("boom", "generation")),
         "malformed": b"data:{oops\n\n",
         "cut": b"",
     }[bad]
-    data = b"".join(map(encode_event, good)) + tail
+    data = b"".join(map(encode, good)) + tail
     seen, error = _receive(split_at(data, cuts))
     assert seen == good
     expected = {
@@ -53,6 +55,7 @@ def test_good_events_then_the_error_whatever_the_chunking(
         "malformed": errors.MalformedStreamError,
         "cut": errors.StreamClosedError,
     }[bad]
+    assert error is not None
     assert isinstance(error, expected)
     assert error.partial_text == "".join(words[:at])
 
@@ -64,17 +67,17 @@ def test_completion_from_a_whole_stream() -> None:
         StreamResponse(Token(0, "<|endoftext|>", 0.0, True), "Hi!"),
     ]
     receiver = StreamReceiver(conversation_id="c1")
-    assert receiver.feed(b"".join(map(encode_event, events))) == events
-    assert receiver.finish() == []
-    receiver.raise_pending()
+    assert list(receiver.feed(b"".join(map(encode, events)))) == events
+    assert list(receiver.finish()) == []
     completion = receiver.completion()
     assert (completion.text, completion.conversation_id) == ("Hi!", "c1")
     assert [t.text for t in completion.tokens] == ["Hi", "!", "<|endoftext|>"]
 
 
-def test_raise_pending_is_silent_mid_stream() -> None:
+def test_nothing_is_raised_mid_stream() -> None:
     receiver = StreamReceiver()
-    receiver.feed(encode_event(StreamResponse(Token(1, "a"))))
-    receiver.raise_pending()
+    assert list(receiver.feed(encode(StreamResponse(Token(1, "a"))))) == [
+        StreamResponse(Token(1, "a"))
+    ]
     with pytest.raises(AssertionError):
         receiver.completion()

@@ -1,4 +1,5 @@
-"""The stream parser: same events for every chunking; only the project's errors on any bytes."""
+"""The stream parser: same events for every chunking; on any bytes, events and then at most
+one of the project's errors, as a value."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from h2o_chat.errors import H2oError, MalformedStreamError
-from h2o_chat.protocol.stream import StreamParser, encode_error, encode_event, parse_event
+from h2o_chat.protocol.stream import Parsed, StreamParser, encode, parse_event
 from h2o_chat.protocol.types import Details, ErrorEvent, StreamResponse, Token
 from tests.support.chunking import split_at
 
@@ -30,7 +31,7 @@ def _render(events: list[StreamResponse], *, space: bool, crlf: bool, comments: 
     for event in events:
         if comments:
             out.append(b":\n\n")
-        raw = encode_event(event)
+        raw = encode(event)
         if space:
             raw = raw.replace(b"data:", b"data: ", 1)
         out.append(raw)
@@ -38,13 +39,21 @@ def _render(events: list[StreamResponse], *, space: bool, crlf: bool, comments: 
     return body.replace(b"\n", b"\r\n") if crlf else body
 
 
-def _parse(pieces: list[bytes]) -> list[object]:
+def _parse(pieces: list[bytes]) -> list[Parsed]:
     parser = StreamParser()
-    events: list[object] = []
+    parsed: list[Parsed] = []
     for piece in pieces:
-        events.extend(parser.feed(piece))
-    events.extend(parser.close())
-    return events
+        parsed += parser.feed(piece)
+    return parsed + parser.close()
+
+
+def _raise_error(parsed: list[Parsed]) -> None:
+    """Raise the error the parser handed back, as the client does; what ends the stream (an
+    error event or bad bytes) comes last, and only once."""
+    assert all(type(p) is StreamResponse for p in parsed[:-1])
+    end = parsed[-1] if parsed else None
+    if isinstance(end, MalformedStreamError):
+        raise end
 
 
 @pytest.mark.reliability(
@@ -85,7 +94,7 @@ def test_any_chunking_yields_the_same_events(
 @given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 300), max_size=10))
 def test_arbitrary_bytes_raise_only_project_errors(data: bytes, cuts: list[int]) -> None:
     with contextlib.suppress(H2oError):
-        _parse(split_at(data, cuts))
+        _raise_error(_parse(split_at(data, cuts)))
 
 
 @pytest.mark.reliability(
@@ -130,13 +139,13 @@ def test_arbitrary_json_raises_only_project_errors(payload: object) -> None:
 def test_error_event_and_keepalive() -> None:
     parser = StreamParser()
     error = ErrorEvent("`inputs` tokens + `max_new_tokens` must be <= 2048", "validation")
-    assert parser.feed(b":\n\n" + encode_error(error)) == [error]
+    assert parser.feed(b":\n\n" + encode(error)) == [error]
 
 
 def test_event_without_trailing_blank_line_is_delivered_at_close() -> None:
     parser = StreamParser()
     event = StreamResponse(Token(1, "hi", None, False), "hi")
-    assert parser.feed(encode_event(event).rstrip(b"\n")) == []
+    assert parser.feed(encode(event).rstrip(b"\n")) == []
     assert parser.close() == [event]
 
 
@@ -148,9 +157,9 @@ def test_event_without_trailing_blank_line_is_delivered_at_close() -> None:
 )
 def test_line_over_the_limit_is_refused_with_bounded_memory() -> None:
     parser = StreamParser(max_line_bytes=1024)
-    parser.feed(b"data:" + b"x" * 1000)
+    assert parser.feed(b"data:" + b"x" * 1000) == []
     with pytest.raises(MalformedStreamError, match="over 1024 bytes"):
-        parser.feed(b"x" * 100)
+        _raise_error(parser.feed(b"x" * 100))
 
 
 @pytest.mark.parametrize(
@@ -166,4 +175,4 @@ def test_line_over_the_limit_is_refused_with_bounded_memory() -> None:
 )
 def test_malformed_events(line: bytes) -> None:
     with pytest.raises(MalformedStreamError):
-        StreamParser().feed(line + b"\n\n")
+        _raise_error(StreamParser().feed(line + b"\n\n"))

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from bench import seed
-from h2o_chat.protocol.payloads import SEED_MODELS, SESSION_COOKIE, settings_form
+from h2o_chat.protocol.payloads import H2O_2023_MODELS, SESSION_COOKIE, settings_form
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
 from h2o_chat.server.config import BUILTIN_MODEL_ID
 from tests.support.h2o import client, converse, error, final, new_conversation
@@ -27,7 +27,7 @@ def test_models_and_health(builtin_server: RunningServer) -> None:
     assert model["id"] == BUILTIN_MODEL_ID
     assert model["backend"] == "builtin"
     assert model["context_length"] == 8192
-    assert sorted(model["aliases"]) == sorted(SEED_MODELS.values())
+    assert sorted(model["aliases"]) == sorted(H2O_2023_MODELS.values())
 
 
 def test_index_sets_the_session_cookie(builtin_server: RunningServer) -> None:
@@ -44,7 +44,7 @@ def test_index_sets_the_session_cookie(builtin_server: RunningServer) -> None:
 def test_greedy_answer_streams_with_protocol_events(builtin_server: RunningServer) -> None:
     with client(builtin_server) as http:
         http.get("/")
-        conversation_id = new_conversation(http, SEED_MODELS["falcon-40b"])
+        conversation_id = new_conversation(http, H2O_2023_MODELS["falcon-40b"])
         events = converse(http, conversation_id, QUESTION, **GREEDY)
         saved = http.get(f"/conversation/{conversation_id}").json()
     last = final(events)
@@ -133,7 +133,7 @@ def test_the_seed_2023_client_streams_an_answer(
 
 def test_settings_as_the_seed_posts_them(builtin_server: RunningServer) -> None:
     base = builtin_server.url
-    form = settings_form(SEED_MODELS["falcon-40b"])
+    form = settings_form(H2O_2023_MODELS["falcon-40b"])
     session = requests.Session()
     answer = session.post(base + "/settings", data=form, headers={"referer": base + "/"})
     assert answer.status_code == 200
@@ -158,7 +158,7 @@ def test_openai_sdk_non_streaming_with_usage(builtin_server: RunningServer) -> N
 def test_openai_sdk_streaming_with_usage(builtin_server: RunningServer) -> None:
     sdk = openai.OpenAI(base_url=builtin_server.url + "/v1", api_key="unused")
     stream = sdk.chat.completions.create(
-        model=SEED_MODELS["llama-13b"],
+        model=H2O_2023_MODELS["llama-13b"],
         messages=[{"role": "user", "content": QUESTION}],
         temperature=0,
         max_tokens=40,
@@ -170,4 +170,4 @@ def test_openai_sdk_streaming_with_usage(builtin_server: RunningServer) -> None:
     assert "Tokyo" in text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 1
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert json.loads(chunks[0].model_dump_json())["model"] == SEED_MODELS["llama-13b"]
+    assert json.loads(chunks[0].model_dump_json())["model"] == H2O_2023_MODELS["llama-13b"]

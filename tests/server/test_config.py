@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.protocol.payloads import H2O_2023_MODELS
 from h2o_chat.server.backends.sources import GGUFSource, SyntheticSource, UpstreamSource
 from h2o_chat.server.config import (
     BUILTIN_MODEL_ID,
@@ -81,8 +81,8 @@ def test_the_default_serves_the_builtin_model_under_the_seed_ids(tmp_path: Path)
     config = ServerConfig(aliases={"smol": BUILTIN_MODEL_ID}, db_path=tmp_path / "db")
     assert config.models == (ModelSpec(BUILTIN_MODEL_ID, GGUFSource()),)
     assert config.model_ids == [BUILTIN_MODEL_ID]
-    seed_aliases = dict.fromkeys(SEED_MODELS.values(), BUILTIN_MODEL_ID)
-    assert config.aliases == {**seed_aliases, "smol": BUILTIN_MODEL_ID}
+    h2o_2023_aliases = dict.fromkeys(H2O_2023_MODELS.values(), BUILTIN_MODEL_ID)
+    assert config.aliases == {**h2o_2023_aliases, "smol": BUILTIN_MODEL_ID}
 
 
 def test_named_models_get_only_their_own_aliases(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from h2o_chat.protocol.stream import KEEP_ALIVE, encode_error, encode_event
+from h2o_chat.protocol.stream import KEEP_ALIVE, encode
 from h2o_chat.protocol.types import END_OF_TEXT, ErrorEvent, StreamResponse, Token
 from tests.support.servers import free_port
 
@@ -132,7 +132,7 @@ class FaultServer:
                 if plan.fault == "malformed":
                     yield b"data:{not json\n\n"
                 elif plan.fault == "error":
-                    yield encode_error(ErrorEvent("Model is overloaded", "overloaded"))
+                    yield encode(ErrorEvent("Model is overloaded", "overloaded"))
                 elif plan.fault == "endless":
                     yield b"data:" + b"x" * (4 << 20)
                 if plan.fault in ("malformed", "error", "reset", "stall", "endless"):
@@ -140,8 +140,8 @@ class FaultServer:
             if plan.fault == "keepalive":
                 yield KEEP_ALIVE
             text += word
-            yield encode_event(StreamResponse(Token(index + 1, word, -0.5, False)))
-        yield encode_event(StreamResponse(Token(0, END_OF_TEXT, 0.0, True), text))
+            yield encode(StreamResponse(Token(index + 1, word, -0.5, False)))
+        yield encode(StreamResponse(Token(0, END_OF_TEXT, 0.0, True), text))
 
     async def stop(self, request: Request) -> Response:
         if self._owned(request) is None:

@@ -11,8 +11,9 @@ import uuid
 
 import httpx
 
+from h2o_chat.errors import MalformedStreamError
 from h2o_chat.protocol.payloads import SESSION_COOKIE
-from h2o_chat.protocol.stream import Event, StreamParser
+from h2o_chat.protocol.stream import Event, Parsed, StreamParser
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
 from tests.support.servers import RunningServer
 
@@ -61,11 +62,15 @@ async def anew_conversation(
 
 
 def read_events(response: httpx.Response) -> list[Event]:
-    """Every event of a streamed answer (the parser raises on malformed bytes)."""
-    parser, events = StreamParser(), []
+    """Every event of a streamed answer; malformed bytes raise :class:`MalformedStreamError`."""
+    parser, parsed = StreamParser(), list[Parsed]()
     for chunk in response.iter_bytes():
-        events += parser.feed(chunk)
-    return events + parser.close()
+        parsed += parser.feed(chunk)
+    parsed += parser.close()
+    for item in parsed:
+        if isinstance(item, MalformedStreamError):
+            raise item
+    return [item for item in parsed if not isinstance(item, MalformedStreamError)]
 
 
 def _turn(inputs: str, parameters: dict[str, object]) -> dict[str, object]:

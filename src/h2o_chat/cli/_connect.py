@@ -72,7 +72,7 @@ class Connection:
             )
         if isinstance(exc, errors.UnknownModelError):
             return self._unknown_model(message)
-        if isinstance(exc, errors.TimeoutError):
+        if isinstance(exc, errors.TimeoutException):
             return f"{url} did not answer in time ({message}). Is it overloaded? Try again later."
         if isinstance(exc, errors.RateLimitError):
             wait = f" in {exc.retry_after:.0f}s" if exc.retry_after is not None else " later"

@@ -37,8 +37,8 @@ T = TypeVar("T")
 EPILOG = f"""\
 {SOURCE_HELP}
 
-With no --model, the builtin model is served as {BUILTIN_MODEL_ID}, with the seed's three
-H2o model ids (h2oai/h2ogpt-gm-...) as its aliases.
+With no --model, the builtin model is served as {BUILTIN_MODEL_ID}, with the 2023 provider's
+three H2o model ids (h2oai/h2ogpt-gm-...) as its aliases.
 
 examples:
   h2o-chat serve

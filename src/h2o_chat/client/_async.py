@@ -3,42 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, Unpack
 
 import httpx
 
-from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
+    ActionResult,
     BaseClient,
     BaseConversation,
     Flow,
-    Outcome,
     Send,
     T,
-    Turn,
+    TurnRequest,
 )
+from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol.parameters import GenerationParameters
+from h2o_chat.protocol.prompt import Message
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
-class AsyncClient(BaseClient[httpx.AsyncClient]):
+class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The asyncio twin of :class:`~h2o_chat.Client`, with the same methods awaited."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(base_url, **options)
-        self._http = httpx.AsyncClient(**self._http_options, transport=transport)
+    def _open(self, options: dict[str, Any], transport: httpx.AsyncBaseTransport | None) -> None:
+        self._http = httpx.AsyncClient(**options, transport=transport)
         self._session_lock = asyncio.Lock()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -56,23 +51,23 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
     async def chat(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
-        """The seed's stateless request, answered whole."""
+        """The 2023 provider's stateless request, answered whole."""
         return await self._complete(self._stateless_turn(model, messages, options, parameters))
 
     def chat_stream(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
-        """The seed's stateless request, answered event by event."""
+        """The 2023 provider's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
         return self._stream(turn, self._receiver())
 
@@ -86,20 +81,21 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
         """The models the server serves (this project's ``GET /api/models``)."""
         return await self._run(self._models_flow())
 
-    async def _complete(self, turn: Turn) -> Completion:
+    async def _complete(self, turn: TurnRequest) -> Completion:
         receiver = self._receiver()
         async for _ in self._stream(turn, receiver):
             pass
         return receiver.completion()
 
-    async def _stream(self, turn: Turn, receiver: StreamReceiver) -> AsyncIterator[StreamResponse]:
+    async def _stream(
+        self, turn: TurnRequest, receiver: StreamReceiver
+    ) -> AsyncIterator[StreamResponse]:
         await self._ensure_session(turn.conversation.model_id)
         response = await self._run(self._turn_flow(turn, receiver))
         try:
             async for chunk in response.aiter_bytes():
                 for event in receiver.feed(chunk):
                     yield event
-                receiver.raise_pending()
         except httpx.TransportError as exc:
             if receiver.final is None:
                 raise receiver.transport_error(exc) from exc
@@ -107,7 +103,6 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
             await response.aclose()
         for event in receiver.finish():
             yield event
-        receiver.raise_pending()
         turn.conversation.record(turn.inputs, receiver)
 
     async def _ensure_session(self, model_id: str) -> None:
@@ -118,16 +113,16 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
                 await self._run(self._session_flow(model_id))
 
     async def _run(self, flow: Flow[T]) -> T:
-        outcome: Outcome = None
+        result: ActionResult = None
         while True:
             try:
-                action = flow.send(outcome)
+                action = flow.send(result)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = await self._perform(action)
+                value: T = done.value
+                return value
+            result = await self._perform(action)
 
-    async def _perform(self, action: Action) -> Outcome:
+    async def _perform(self, action: Action) -> ActionResult:
         if not isinstance(action, Send):
             await asyncio.sleep(action.seconds)
             return None
@@ -139,7 +134,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient]):
                 finally:
                     await response.aclose()
         except httpx.TransportError as exc:
-            return errors.from_transport(exc)
+            return from_transport(exc)
         return response
 
 
@@ -147,16 +142,24 @@ class AsyncConversation(BaseConversation["AsyncClient"]):
     """The asyncio twin of :class:`~h2o_chat.Conversation`."""
 
     async def send(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
-        return await self._client._complete(self.state.turn(text, options, parameters))
+        return await self._client._complete(self.state.prepare(text, options, parameters))
 
     def stream(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> AsyncIterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
-        turn = self.state.turn(text, options, parameters)
+        turn = self.state.prepare(text, options, parameters)
         return self._client._stream(turn, self._client._receiver())
 
     async def stop(self) -> None:

@@ -1,17 +1,18 @@
-"""What the sync and async clients share: configuration, request building, retries.
+"""What the sync and async clients share: configuration, request building and the flows.
 
 Every exchange is written once, as a *flow*: a generator that yields the actions it needs
-(:class:`Send` a request, :class:`Sleep`) and is sent back their outcomes (a response or an
+(:class:`Send` a request, :class:`Sleep`) and is sent back their results (a response or an
 :class:`~h2o_chat.errors.H2oError`). The clients only perform the actions, with blocking or
 awaiting I/O; no protocol or retry logic lives in them.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import logging
 import os
-import random
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -19,10 +20,12 @@ import httpx
 import msgspec
 
 from h2o_chat import errors
+from h2o_chat.client._errors import from_response
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.client._retry import RetryPolicy
 from h2o_chat.protocol import payloads
 from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
-from h2o_chat.protocol.prompt import flatten_messages
+from h2o_chat.protocol.prompt import Message, flatten_messages
 from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES
 from h2o_chat.protocol.types import ModelInfo
 
@@ -30,9 +33,9 @@ log = logging.getLogger("h2o_chat")
 
 T = TypeVar("T")
 HttpClient = TypeVar("HttpClient", httpx.Client, httpx.AsyncClient)
+Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 USER_AGENT = "h2o-chat/0.1"
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,43 +54,13 @@ class Sleep:
 
 
 Action = Send | Sleep
-Outcome = httpx.Response | errors.H2oError | None
-Flow = Generator[Action, Outcome, T]
-
-
-@dataclass(slots=True, frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, for failures before any token was delivered.
-
-    It is asked only about failures before a response arrived (transport errors while
-    sending) or error statuses; a stream that breaks after its first byte is never retried.
-    """
-
-    max_retries: int = 2
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 30.0
-
-    def delay(self, attempt: int, error: errors.H2oError) -> float | None:
-        """Seconds to wait before retry number ``attempt + 1``, or None to give up."""
-        if attempt >= self.max_retries:
-            return None
-        if isinstance(error, errors.RateLimitError) and error.retry_after is not None:
-            return min(error.retry_after, self.max_retry_after)
-        if isinstance(error, errors.StreamClosedError):
-            # Closed before any answer: a kept-alive connection the server had just closed.
-            # Nothing was processed; send again at once, on a new connection.
-            return 0.0
-        retryable = isinstance(error, errors.ConnectError | errors.TimeoutError) or (
-            isinstance(error, errors.HTTPStatusError) and error.status_code in RETRYABLE_STATUS
-        )
-        if not retryable:
-            return None
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+ActionResult = httpx.Response | errors.H2oError | None
+"""What performing an action gives back: a response, the error of a failed send, or None."""
+Flow = Generator[Action, ActionResult, T]
 
 
 def merge_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's defaults overridden by ``parameters``, validated before any I/O."""
+    """The 2023 provider's defaults overridden by ``parameters``, validated before any I/O."""
     return validate_parameters({**DEFAULT_PARAMETERS, **parameters})
 
 
@@ -99,7 +72,7 @@ def check_text(text: Any) -> str:
 
 
 def model_id(model: Any) -> str:
-    """The model id a name stands for (a seed short name, or the id itself); it must be a
+    """The model id a name stands for (a 2023 short name, or the id itself); it must be a
     non-empty string."""
     if not isinstance(model, str) or not model.strip():
         raise errors.UnknownModelError(f"model must be a non-empty string, not {model!r}")
@@ -118,9 +91,9 @@ class ConversationState:
         self.id = id
         self.messages: list[dict[str, str]] = []
 
-    def turn(
+    def prepare(
         self, text: str, options: Mapping[str, Any] | None, parameters: Mapping[str, Any]
-    ) -> Turn:
+    ) -> TurnRequest:
         """Validate one message to send; nothing touches the network."""
         options = dict(options or {})
         unknown = options.keys() - {"id", "response_id"}
@@ -129,7 +102,7 @@ class ConversationState:
                 f"unknown options {sorted(unknown)}; known: id, response_id"
             )
         options = payloads.new_options(**options)
-        return Turn(self, check_text(text), merge_parameters(parameters), options)
+        return TurnRequest(self, check_text(text), merge_parameters(parameters), options)
 
     def record(self, text: str, receiver: StreamReceiver) -> None:
         """Keep the finished exchange in the local history."""
@@ -161,8 +134,8 @@ class BaseConversation(Generic[ClientT]):
 
 
 @dataclass(slots=True)
-class Turn:
-    """One validated message for a conversation, with its parameters and options."""
+class TurnRequest:
+    """One validated message to send in a conversation, with its parameters and options."""
 
     conversation: ConversationState
     inputs: str
@@ -170,14 +143,16 @@ class Turn:
     options: dict[str, Any]
 
 
-class BaseClient(Generic[HttpClient]):
+class BaseClient(abc.ABC, Generic[HttpClient, Transport]):
     """Configuration and flows shared by :class:`Client` and :class:`AsyncClient`.
 
-    Options: ``base_url`` (else ``H2O_CHAT_URL``, else the seed's URL); ``timeout``, the
-    longest silence allowed inside a stream (and for any read, write or pool wait);
-    ``connect_timeout``; ``max_retries`` for failures before the first token; extra
-    ``headers``; ``max_line_bytes``, the longest stream line accepted; ``proxy``; ``verify``
-    (TLS verification, on by default, or a CA bundle path); ``limits`` (connection pool).
+    ``base_url``: else ``H2O_CHAT_URL``, else the 2023 hosted site. ``timeout``: the longest
+    silence allowed inside a stream (and for any read, write or pool wait). ``max_retries``:
+    more attempts after failures before the first token (default 2), overriding
+    ``retry.max_retries``; ``retry``: the whole :class:`RetryPolicy`. ``headers``: sent with
+    every request. ``max_line_bytes``: the longest stream line accepted. ``proxy``, ``verify``
+    (TLS verification, on by default, or a CA bundle path), ``limits`` (the connection pool)
+    and ``transport`` are passed to httpx.
     """
 
     _http: HttpClient
@@ -188,35 +163,47 @@ class BaseClient(Generic[HttpClient]):
         *,
         timeout: float | None = 60.0,
         connect_timeout: float = 10.0,
-        max_retries: int = 2,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         proxy: str | None = None,
         verify: bool | str = True,
         limits: httpx.Limits | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        if max_retries < 0:
-            raise errors.InvalidRequestError("max_retries must be >= 0")
-        self.base_url = (base_url or os.environ.get("H2O_CHAT_URL") or payloads.SEED_URL).rstrip(
-            "/"
-        )
+        self.base_url = (
+            base_url or os.environ.get("H2O_CHAT_URL") or payloads.H2O_2023_URL
+        ).rstrip("/")
         if httpx.URL(self.base_url).scheme not in ("http", "https"):
             raise errors.InvalidRequestError(
                 f"base URL {self.base_url!r} must start with http:// or https://"
             )
-        self.retry = RetryPolicy(max_retries=max_retries)
+        self.retry = retry or RetryPolicy()
+        if max_retries is not None:
+            self.retry = dataclasses.replace(self.retry, max_retries=max_retries)
         self.max_line_bytes = max_line_bytes
-        self._http_options: dict[str, Any] = {
-            "base_url": self.base_url,
-            "timeout": httpx.Timeout(timeout, connect=connect_timeout),
-            "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
-            "proxy": proxy,
-            "verify": verify,
-            # Idle connections expire before common servers' 5 s keep-alive (uvicorn's) does.
-            "limits": limits
-            or httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4),
-        }
         self._has_session = False
+        self._open(
+            {
+                "base_url": self.base_url,
+                "timeout": httpx.Timeout(timeout, connect=connect_timeout),
+                "headers": {"user-agent": USER_AGENT, "accept": "*/*", **(headers or {})},
+                "proxy": proxy,
+                "verify": verify,
+                # Idle connections expire before common servers' 5 s keep-alive (uvicorn's).
+                "limits": limits
+                or httpx.Limits(
+                    max_connections=100, max_keepalive_connections=20, keepalive_expiry=4
+                ),
+            },
+            transport,
+        )
+
+    @abc.abstractmethod
+    def _open(self, options: dict[str, Any], transport: Transport | None) -> None:
+        """Open the connection pool (``_http``) and the lock that makes the session
+        bootstrap happen once."""
 
     def _receiver(self) -> StreamReceiver:
         return StreamReceiver(max_line_bytes=self.max_line_bytes)
@@ -225,31 +212,34 @@ class BaseClient(Generic[HttpClient]):
         return self._http.build_request(method, path, **kwargs)
 
     def _request(self, request: httpx.Request, *, stream: bool = False) -> Flow[httpx.Response]:
-        """Send ``request`` until it succeeds or the retry policy gives up."""
+        """Send ``request`` until it succeeds or the retry policy says to stop; each of the
+        policy's decisions is logged at INFO."""
+        where = f"{request.method} {request.url.path}"
         attempt = 0
         while True:
-            outcome = yield Send(request, stream)
-            if isinstance(outcome, httpx.Response):
-                if outcome.is_success:
-                    return outcome
-                error: errors.H2oError = errors.from_response(outcome)
+            result = yield Send(request, stream)
+            if isinstance(result, httpx.Response):
+                if result.is_success:
+                    return result
+                error: errors.H2oError = from_response(result)
             else:
-                assert outcome is not None
-                error = outcome
-            delay = self.retry.delay(attempt, error)
-            if delay is None:
+                assert result is not None
+                error = result
+            decision = self.retry.decide(attempt, error)
+            if decision.delay is None:
+                log.info("no retry of %s (%s): %s", where, decision.reason, error.message)
                 raise error
             attempt += 1
             log.info(
-                "retry %d/%d of %s %s in %.2fs: %s",
+                "retry %d/%d of %s in %.2fs (%s): %s",
                 attempt,
                 self.retry.max_retries,
-                request.method,
-                request.url.path,
-                delay,
+                where,
+                decision.delay,
+                decision.reason,
                 error.message,
             )
-            yield Sleep(delay)
+            yield Sleep(decision.delay)
 
     def _session_flow(self, model_id: str) -> Flow[None]:
         """The cookie and welcome-settings bootstrap, once per client."""
@@ -271,7 +261,7 @@ class BaseClient(Generic[HttpClient]):
             raise errors.UnknownModelError(exc.message) from exc
         return _decode(response, _NewConversation).conversationId
 
-    def _turn_flow(self, turn: Turn, receiver: StreamReceiver) -> Flow[httpx.Response]:
+    def _turn_flow(self, turn: TurnRequest, receiver: StreamReceiver) -> Flow[httpx.Response]:
         """Create the conversation if it is new, then open the answer stream."""
         if turn.conversation.id is None:
             model, preprompt = turn.conversation.model_id, turn.conversation.system
@@ -284,13 +274,13 @@ class BaseClient(Generic[HttpClient]):
     def _stateless_turn(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         options: Mapping[str, Any] | None,
         parameters: Mapping[str, Any],
-    ) -> Turn:
-        """The seed's request: a new conversation holding the flattened message list."""
+    ) -> TurnRequest:
+        """The 2023 provider's request: a new conversation holding the flattened messages."""
         state = ConversationState(model)
-        return state.turn(flatten_messages(messages), options, parameters)
+        return state.prepare(flatten_messages(messages), options, parameters)
 
     def _stop_flow(self, conversation_id: str) -> Flow[None]:
         yield from self._request(

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import cast
+
 import httpx
 
 from h2o_chat import errors
-from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES, Event, StreamParser
+from h2o_chat.client._errors import from_transport
+from h2o_chat.protocol.stream import DEFAULT_MAX_LINE_BYTES, Parsed, StreamParser
 from h2o_chat.protocol.types import Completion, ErrorEvent, StreamResponse
 
 
 class StreamReceiver:
     """Feeds chunks to the parser and keeps the answer's events, for the sync and async clients.
 
-    Pure: the clients hand it the bytes they read. After yielding what :meth:`feed` or
-    :meth:`finish` returns, they call :meth:`raise_pending`, which raises what went wrong in
-    those bytes (an error event, bad bytes, an early end) with the text received before it.
+    Pure: the clients hand it the bytes they read and yield what it hands back. What goes
+    wrong in the bytes (an error event, bad bytes, an end before the final event) comes out
+    in its place: iterating past the good events before it raises it, carrying their text.
     """
 
-    __slots__ = ("_closed", "_error", "_parser", "conversation_id", "events")
+    __slots__ = ("_parser", "conversation_id", "events")
 
     def __init__(
         self, conversation_id: str | None = None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     ) -> None:
         self._parser = StreamParser(max_line_bytes)
-        self._error: errors.H2oError | None = None
-        self._closed = False
         self.events: list[StreamResponse] = []
         self.conversation_id = conversation_id
 
@@ -40,46 +42,17 @@ class StreamReceiver:
             return self.events[-1]
         return None
 
-    def feed(self, chunk: bytes) -> list[StreamResponse]:
-        """The good events that ``chunk`` completes; a problem in it waits for raise_pending."""
-        try:
-            events = self._parser.feed(chunk)
-        except errors.MalformedStreamError as exc:
-            events, self._error = exc.events, exc
-        return self._accept(events)
+    def feed(self, chunk: bytes) -> Iterable[StreamResponse]:
+        """The events ``chunk`` completes, then the error it holds, if any."""
+        return self._deliver(self._parser.feed(chunk), ended=False)
 
-    def finish(self) -> list[StreamResponse]:
-        """End of the body: the last pending event, if any."""
-        self._closed = True
-        try:
-            events = self._parser.close()
-        except errors.MalformedStreamError as exc:
-            events, self._error = exc.events, exc
-        return self._accept(events)
-
-    def raise_pending(self) -> None:
-        """Raise the error found in the bytes fed so far, or for an answer that never ended."""
-        error = self._error
-        if error is None and self._closed and self.final is None:
-            error = errors.StreamClosedError("the stream ended before the final event")
-        if error is not None:
-            error.partial_text = self.text
-            raise error
+    def finish(self) -> Iterable[StreamResponse]:
+        """End of the body: the last pending event, then the error if the answer never ended."""
+        return self._deliver(self._parser.close(), ended=True)
 
     def transport_error(self, exc: httpx.TransportError) -> errors.TransportError:
         """The error for a connection that broke mid-stream, carrying the text so far."""
-        return errors.from_transport(exc, partial_text=self.text)
-
-    def _accept(self, events: list[Event]) -> list[StreamResponse]:
-        if ErrorEvent in set(map(type, events)):
-            index = next(i for i, e in enumerate(events) if isinstance(e, ErrorEvent))
-            event = events[index]
-            assert isinstance(event, ErrorEvent)
-            self._error = errors.GenerationError(event.error, error_type=event.error_type)
-            events = events[:index]
-        good: list[StreamResponse] = events  # type: ignore[assignment]  # no ErrorEvent left
-        self.events += good
-        return good
+        return from_transport(exc, partial_text=self.text)
 
     def completion(self) -> Completion:
         """The whole answer, once the stream has finished."""
@@ -88,3 +61,28 @@ class StreamReceiver:
         reason = final.details.finish_reason if final.details else None
         tokens = [e.token for e in self.events]
         return Completion(final.generated_text, tokens, reason, self.conversation_id)
+
+    def _deliver(self, parsed: list[Parsed], *, ended: bool) -> Iterable[StreamResponse]:
+        """Keep the token events; the list itself when all is well (the fast path), else a
+        generator that yields them and then raises. Only the last item can end the stream."""
+        error: errors.H2oError | None = None
+        if parsed and type(parsed[-1]) is not StreamResponse:
+            end = parsed.pop()
+            if isinstance(end, ErrorEvent):
+                error = errors.GenerationError(end.error, error_type=end.error_type)
+            else:
+                assert isinstance(end, errors.MalformedStreamError)
+                error = end
+        good = cast("list[StreamResponse]", parsed)
+        self.events += good
+        if error is None and ended and self.final is None:
+            error = errors.StreamClosedError("the stream ended before the final event")
+        if error is None:
+            return good
+        error.partial_text = self.text
+        return _then_raise(good, error)
+
+
+def _then_raise(events: list[StreamResponse], error: errors.H2oError) -> Iterator[StreamResponse]:
+    yield from events
+    raise error

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self, Unpack
 
 import httpx
 
-from h2o_chat import errors
 from h2o_chat.client._base import (
     Action,
+    ActionResult,
     BaseClient,
     BaseConversation,
     Flow,
-    Outcome,
     Send,
     T,
-    Turn,
+    TurnRequest,
 )
+from h2o_chat.client._errors import from_transport
 from h2o_chat.client._receiver import StreamReceiver
+from h2o_chat.protocol.parameters import GenerationParameters
+from h2o_chat.protocol.prompt import Message
 from h2o_chat.protocol.types import Completion, ModelInfo, StreamResponse
 
 
-class Client(BaseClient[httpx.Client]):
+class Client(BaseClient[httpx.Client, httpx.BaseTransport]):
     """A client of an H2o/chat-ui server, with one connection pool and one session.
 
     >>> with Client("http://127.0.0.1:8000") as client:  # doctest: +SKIP
@@ -33,18 +35,11 @@ class Client(BaseClient[httpx.Client]):
     ...         print(event.token.text, end="")
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(base_url, **options)
-        self._http = httpx.Client(**self._http_options, transport=transport)
+    def _open(self, options: dict[str, Any], transport: httpx.BaseTransport | None) -> None:
+        self._http = httpx.Client(**options, transport=transport)
         self._session_lock = threading.Lock()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -62,23 +57,23 @@ class Client(BaseClient[httpx.Client]):
     def chat(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
-        """The seed's stateless request, answered whole."""
+        """The 2023 provider's stateless request, answered whole."""
         return self._complete(self._stateless_turn(model, messages, options, parameters))
 
     def chat_stream(
         self,
         model: str,
-        messages: Any,
+        messages: Iterable[Message],
         *,
         options: Mapping[str, Any] | None = None,
-        **parameters: Any,
+        **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
-        """The seed's stateless request, answered event by event."""
+        """The 2023 provider's stateless request, answered event by event."""
         turn = self._stateless_turn(model, messages, options, parameters)
         return self._stream(turn, self._receiver())
 
@@ -92,26 +87,24 @@ class Client(BaseClient[httpx.Client]):
         """The models the server serves (this project's ``GET /api/models``)."""
         return self._run(self._models_flow())
 
-    def _complete(self, turn: Turn) -> Completion:
+    def _complete(self, turn: TurnRequest) -> Completion:
         receiver = self._receiver()
         for _ in self._stream(turn, receiver):
             pass
         return receiver.completion()
 
-    def _stream(self, turn: Turn, receiver: StreamReceiver) -> Iterator[StreamResponse]:
+    def _stream(self, turn: TurnRequest, receiver: StreamReceiver) -> Iterator[StreamResponse]:
         self._ensure_session(turn.conversation.model_id)
         response = self._run(self._turn_flow(turn, receiver))
         try:
             for chunk in response.iter_bytes():
                 yield from receiver.feed(chunk)
-                receiver.raise_pending()
         except httpx.TransportError as exc:
             if receiver.final is None:
                 raise receiver.transport_error(exc) from exc
         finally:
             response.close()
         yield from receiver.finish()
-        receiver.raise_pending()
         turn.conversation.record(turn.inputs, receiver)
 
     def _ensure_session(self, model_id: str) -> None:
@@ -122,16 +115,16 @@ class Client(BaseClient[httpx.Client]):
                 self._run(self._session_flow(model_id))
 
     def _run(self, flow: Flow[T]) -> T:
-        outcome: Outcome = None
+        result: ActionResult = None
         while True:
             try:
-                action = flow.send(outcome)
+                action = flow.send(result)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = self._perform(action)
+                value: T = done.value
+                return value
+            result = self._perform(action)
 
-    def _perform(self, action: Action) -> Outcome:
+    def _perform(self, action: Action) -> ActionResult:
         if not isinstance(action, Send):
             time.sleep(action.seconds)
             return None
@@ -143,7 +136,7 @@ class Client(BaseClient[httpx.Client]):
                 finally:
                     response.close()
         except httpx.TransportError as exc:
-            return errors.from_transport(exc)
+            return from_transport(exc)
         return response
 
 
@@ -151,16 +144,24 @@ class Conversation(BaseConversation["Client"]):
     """A conversation on the server: each turn sends only the new message."""
 
     def send(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Completion:
         """Send ``text`` and return the whole answer."""
-        return self._client._complete(self.state.turn(text, options, parameters))
+        return self._client._complete(self.state.prepare(text, options, parameters))
 
     def stream(
-        self, text: str, *, options: Mapping[str, Any] | None = None, **parameters: Any
+        self,
+        text: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        **parameters: Unpack[GenerationParameters],
     ) -> Iterator[StreamResponse]:
         """Send ``text`` and yield the answer event by event."""
-        turn = self.state.turn(text, options, parameters)
+        turn = self.state.prepare(text, options, parameters)
         return self._client._stream(turn, self._client._receiver())
 
     def stop(self) -> None:

@@ -1,14 +1,40 @@
-"""TGI generation parameters: the seed's defaults and one validator for client and server."""
+"""TGI generation parameters: their types, the 2023 provider's defaults and one validator for
+client and server."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from h2o_chat.errors import InvalidRequestError
 
-# The seed's parameters, in the seed's order.
+
+class GenerationParameters(TypedDict, total=False):
+    """TGI's generation parameters, as keyword arguments of the client's methods.
+
+    Each is checked before anything is sent (see the checks below); ``None`` leaves a
+    parameter out of the request, so the server's own default applies.
+    """
+
+    temperature: float | None  # > 0
+    repetition_penalty: float | None  # > 0
+    top_k: int | None  # >= 1
+    top_p: float | None  # in (0, 1]
+    typical_p: float | None  # in (0, 1]
+    max_new_tokens: int | None  # >= 1
+    truncate: int | None  # >= 1: keep only the last this many prompt tokens
+    best_of: int | None  # >= 1
+    seed: int | None  # the sampling seed, in [0, 2**64)
+    stop: list[str] | str | None  # up to 4 stop sequences
+    do_sample: bool | None
+    return_full_text: bool | None
+    details: bool | None  # the final event carries finish_reason and token counts
+    decoder_input_details: bool | None
+    watermark: bool | None
+
+
+# The 2023 provider's parameters, in its order.
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "temperature": 0.4,
     "truncate": 2048,

@@ -1,4 +1,4 @@
-"""The seed's prompt text and message validation."""
+"""The 2023 provider's prompt text and message validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 from h2o_chat.errors import InvalidRequestError
 
-# Byte for byte what the seed sent, typo included: the hosted models were fed exactly this.
-SEED_INSTRUCTION = (
+# Byte for byte what the 2023 provider sent, typo included: the hosted models were fed exactly
+# this.
+H2O_2023_INSTRUCTION = (
     "instruction: this is a conversation beween, a user and an AI assistant, "
     "respond to the latest message, referring to the conversation if needed\n"
 )
@@ -46,8 +47,9 @@ def validate_messages(messages: Iterable[Message]) -> list[dict[str, str]]:
 
 
 def flatten_messages(messages: Iterable[Message]) -> str:
-    """The seed's stateless prompt: instruction, a ``role: content`` line each, ``assistant:``."""
-    lines = [SEED_INSTRUCTION]
+    """The 2023 provider's stateless prompt: instruction, a ``role: content`` line each, then
+    ``assistant:``."""
+    lines = [H2O_2023_INSTRUCTION]
     lines.extend(f"{m['role']}: {m['content']}\n" for m in validate_messages(messages))
     lines.append("assistant:")
     return "".join(lines)

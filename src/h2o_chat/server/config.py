@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.protocol.payloads import H2O_2023_MODELS
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
@@ -75,8 +75,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.models:
             object.__setattr__(self, "models", (ModelSpec(BUILTIN_MODEL_ID, GGUFSource()),))
-            seed_aliases = dict.fromkeys(SEED_MODELS.values(), BUILTIN_MODEL_ID)
-            object.__setattr__(self, "aliases", {**seed_aliases, **self.aliases})
+            h2o_2023_aliases = dict.fromkeys(H2O_2023_MODELS.values(), BUILTIN_MODEL_ID)
+            object.__setattr__(self, "aliases", {**h2o_2023_aliases, **self.aliases})
         check_names((spec.id for spec in self.models), self.aliases)
         if self.queue_size < 0:
             raise ValueError("queue size must be >= 0")

@@ -16,8 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from h2o_chat.protocol.parameters import validate_parameters
-from h2o_chat.protocol.stream import encode_error, encode_event
-from h2o_chat.protocol.types import ErrorEvent
+from h2o_chat.protocol.stream import encode
 from h2o_chat.server import generation
 from h2o_chat.server.backends.base import ChatMessage, Job
 from h2o_chat.server.http import (
@@ -230,7 +229,7 @@ async def _stream(
     )
     async with contextlib.aclosing(events):
         async for event in events:
-            yield encode_error(event) if isinstance(event, ErrorEvent) else encode_event(event)
+            yield encode(event)
 
 
 def routes() -> list[Route]:

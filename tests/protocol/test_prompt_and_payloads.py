@@ -1,4 +1,4 @@
-"""The seed's prompt text, payloads and the shared parameter validator."""
+"""The 2023 provider's prompt text and request payloads."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import pytest
 
 from h2o_chat.errors import InvalidRequestError
 from h2o_chat.protocol import payloads
-from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS, validate_parameters
+from h2o_chat.protocol.parameters import DEFAULT_PARAMETERS
 from h2o_chat.protocol.prompt import flatten_messages
 
 
-def test_prompt_is_the_seeds_byte_for_byte() -> None:
+def test_prompt_is_the_2023_providers_byte_for_byte() -> None:
     messages = [
         {"role": "user", "content": "Hello, how are you?"},
         {"role": "assistant", "content": "Fine."},
         {"role": "user", "content": "Tell me a joke."},
     ]
-    # The seed's own loop, as written in the specification.
+    # The 2023 provider's own loop, as written in the specification.
     conversation = (
         "instruction: this is a conversation beween, a user and an AI assistant, respond to "
         "the latest message, referring to the conversation if needed\n"
@@ -42,7 +42,7 @@ def test_bad_messages(messages: object, match: str) -> None:
         flatten_messages(messages)  # type: ignore[arg-type]
 
 
-def test_seed_defaults_and_payload_order() -> None:
+def test_2023_defaults_and_payload_order() -> None:
     assert DEFAULT_PARAMETERS == {
         "temperature": 0.4,
         "truncate": 2048,
@@ -57,33 +57,3 @@ def test_seed_defaults_and_payload_order() -> None:
     assert body["stream"] is True
     assert options["is_retry"] is False and options["use_cache"] is False
     assert options["web_search_id"] == "" and options["id"] != options["response_id"]
-
-
-@pytest.mark.parametrize(
-    "parameters",
-    [
-        {"temperature": -1},
-        {"temperature": 0},
-        {"temperature": "hot"},
-        {"temperature": True},
-        {"max_new_tokens": 0},
-        {"max_new_tokens": 1.5},
-        {"top_p": 1.5},
-        {"top_k": 0},
-        {"stop": [1]},
-        {"stop": ["a"] * 5},
-        {"seed": -1},
-        {"do_sample": "yes"},
-        {"truncate": 0},
-        {"temperature": float("nan")},
-        {"unknown": 1},
-    ],
-)
-def test_bad_parameters(parameters: dict[str, object]) -> None:
-    with pytest.raises(InvalidRequestError):
-        validate_parameters(parameters)
-
-
-def test_good_parameters_are_normalised() -> None:
-    checked = validate_parameters({"stop": "###", "top_k": 40, "top_p": None, "seed": 3})
-    assert checked == {"stop": ["###"], "top_k": 40, "seed": 3}
