@@ -80,6 +80,10 @@ class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` with keep-alive comments, closing its iterator when the client
     goes away.
 
+    The content type is exactly ``text/event-stream``, without the ``; charset=utf-8`` that
+    Starlette adds to text types: chat-ui 2023's stream reader (``@huggingface/inference``
+    2.2.0) refuses anything else. Events are UTF-8 by definition.
+
     A ``:`` comment goes out whenever ``keep_alive`` seconds pass without a byte (a request
     waiting in the queue, a slow engine), as TGI did, so that clients' and proxies' read
     timeouts measure the server's silence, not the queue. Starlette leaves an abandoned
@@ -90,7 +94,8 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
     def __init__(self, content: Any, *, keep_alive: float) -> None:
-        super().__init__(content, headers={"cache-control": "no-cache"})
+        headers = {"content-type": self.media_type, "cache-control": "no-cache"}
+        super().__init__(content, headers=headers)
         self.keep_alive = keep_alive
 
     async def stream_response(self, send: Send) -> None:
