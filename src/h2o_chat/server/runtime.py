@@ -1,4 +1,8 @@
-"""The server's live state: storage, the served models with their queues, running jobs."""
+"""The server's live state: storage, the served models with their queues, running jobs.
+
+Models load in the background once storage is open, one after another, so the server answers
+while they load: ``/healthz`` says 503 until they are ready.
+"""
 
 from __future__ import annotations
 
@@ -39,12 +43,19 @@ class ServedModel:
 
 
 class Runtime:
-    """Created with the app; :meth:`start` opens storage and loads the models."""
+    """Created with the app; :meth:`start` opens storage and starts loading the models.
+
+    ``models`` holds the models loaded so far; ``loading`` the ids still to load, and
+    ``load_error`` why loading stopped, if a model could not load.
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.models: dict[str, ServedModel] = {}
+        self.loading: list[str] = list(config.model_ids)
+        self.load_error: str | None = None
         self._storage: Storage | None = None
+        self._loader: asyncio.Task[None] | None = None
         self._running: dict[Job, _Running] = {}
 
     @property
@@ -54,15 +65,25 @@ class Runtime:
         return self._storage
 
     async def start(self) -> None:
-        """Open storage and start every backend; on failure, close what was opened, then raise."""
-        config = self.config
-        self._storage = Storage(config.db_path)
-        try:
-            for spec in config.models:
+        """Open storage, then load the models in the background (:meth:`loaded` waits)."""
+        self._storage = Storage(self.config.db_path)
+        self._loader = asyncio.create_task(self._load_models())
+
+    async def _load_models(self) -> None:
+        for spec in self.config.models:
+            try:
                 await self._start_model(spec)
-        except BaseException:
-            await self.close()
-            raise
+            except Exception as exc:
+                logger.error("model %s could not load", spec.id, exc_info=exc)
+                self.load_error = f"model {spec.id!r} could not load: {exc}"
+                return
+            self.loading.remove(spec.id)
+
+    async def loaded(self) -> bool:
+        """Wait until loading ends; whether every model loaded."""
+        if self._loader is not None:
+            await asyncio.wait({self._loader})
+        return not self.loading
 
     async def _start_model(self, spec: ModelSpec) -> None:
         config = self.config
@@ -85,7 +106,11 @@ class Runtime:
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:
-        """Cancel running generations, close the backends, then storage (safe to call twice)."""
+        """Stop loading, cancel running generations, close the backends, then storage (safe
+        to call twice)."""
+        if self._loader is not None:
+            self._loader.cancel()
+            await asyncio.wait({self._loader})
         self.cancel_all()
         models, self.models = list(self.models.values()), {}
         try:
@@ -102,7 +127,8 @@ class Runtime:
 
     def unknown_model(self, name: object) -> str:
         served = ", ".join([*self.models, *self.config.aliases])
-        return f"unknown model {name!r}; served models: {served}"
+        loading = f" (still loading: {', '.join(self.loading)})" if self.loading else ""
+        return f"unknown model {name!r}; served models: {served}{loading}"
 
     async def generate(
         self,
