@@ -68,12 +68,14 @@ def stream(
 
 @contextlib.contextmanager
 def occupied(server: RunningServer, model: str = "slow") -> Iterator[None]:
-    """Hold ``model`` with a long answer for the block (its first token has come), then free
-    it and wait until the server says it runs nothing."""
-    body = {"inputs": "hold", "parameters": {"max_new_tokens": 2000}}
-    with httpx.stream("POST", f"{server.url}/models/{model}/generate_stream", json=body) as held:
+    """Hold ``model`` (a :class:`tests.tgi.backends.Slow`) with a long answer for the block
+    (its first token has come), then free it and wait until the server says it runs nothing."""
+    message = {"role": "user", "content": "hold"}
+    body = {"model": model, "messages": [message], "max_tokens": 2000, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body) as held:
         lines = held.iter_lines()  # kept: a dropped iterator closes the response
-        next(lines)
+        while "tick" not in next(lines):  # the first chunk comes before the model is asked
+            pass
         yield
     with httpx.Client(base_url=server.url) as http:
         while http.get("/healthz").json()["models"][model]["running"]:

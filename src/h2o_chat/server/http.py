@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from typing import Any
 
@@ -49,6 +50,15 @@ class JSONResponse(Response):
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def check_api_key(request: Request, key: str | None) -> None:
+    """When ``key`` is set, the request must carry ``Authorization: Bearer KEY``, else 401."""
+    if key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not secrets.compare_digest(given.encode(), f"Bearer {key}".encode()):
+        raise ApiError(401, "Incorrect or missing API key", code="invalid_api_key")
 
 
 def session_id(request: Request) -> str:

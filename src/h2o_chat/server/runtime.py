@@ -1,4 +1,4 @@
-"""The server's live state: storage, the served models with their queues, running jobs.
+"""The server's live state: storage, the served models with their queues, running jobs, metrics.
 
 Models load in the background once storage is open, one after another, so the server answers
 while they load: ``/healthz`` says 503 until they are ready.
@@ -20,6 +20,7 @@ from h2o_chat.server import generation
 from h2o_chat.server.backends.base import Backend, Job
 from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
+from h2o_chat.server.metrics import Metrics
 from h2o_chat.server.scheduler import ModelQueue
 from h2o_chat.server.storage import Storage
 
@@ -54,6 +55,7 @@ class Runtime:
         self.models: dict[str, ServedModel] = {}
         self.loading: list[str] = list(config.model_ids)
         self.load_error: str | None = None
+        self.metrics = Metrics(lambda: {i: served.queue for i, served in self.models.items()})
         self._storage: Storage | None = None
         self._loader: asyncio.Task[None] | None = None
         self._running: dict[Job, _Running] = {}
@@ -137,22 +139,28 @@ class Runtime:
         plan: generation.GenerationPlan,
         result: generation.GenerationResult,
         *,
+        route: str,
         conversation_id: str = "",
         on_end: Callable[[], None] | None = None,
     ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
-        """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`.
+        """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`,
+        counted in the metrics under ``route``.
 
         ``on_end`` (saving the answer) runs when the generation ends, however it ends, and
         before :meth:`stop` returns.
         """
         done = asyncio.Event()
         self._running[job] = _Running(conversation_id, done)
+        timer = self.metrics.timer(served.info.id)
         try:
             events = generation.run(served.backend, served.queue, job, plan, result)
             async with contextlib.aclosing(events):
                 async for event in events:
+                    if isinstance(event, StreamResponse):
+                        timer.token()
                     yield event
         finally:
+            timer.end(route, _outcome(result), result.generated_tokens)
             try:
                 if on_end is not None:
                     on_end()
@@ -180,6 +188,13 @@ class Runtime:
         """Stop every generation (shutdown)."""
         for job in self._running:
             job.stop()
+
+
+def _outcome(result: generation.GenerationResult) -> str:
+    """How a generation ended, for the metrics."""
+    if result.error is not None:
+        return result.error.error_type or "generation"
+    return "success" if result.finish_reason is not None else "cancelled"
 
 
 def runtime_of(request: Request) -> Runtime:

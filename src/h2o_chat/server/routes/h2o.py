@@ -235,6 +235,7 @@ async def _stream(
         Job(plan.request),
         plan,
         result,
+        route="/conversation/{id}",
         conversation_id=conversation_id,
         on_end=keep_answer,
     )
