@@ -38,6 +38,9 @@ def test_counters_and_histograms_move_after_traffic(lab: RunningServer) -> None:
         assert response.status_code == 200
         chat = {"model": "failing", "messages": [{"role": "user", "content": "x"}]}
         assert http.post("/v1/chat/completions", json=chat).status_code == 500
+        stream(lab.url, "/models/five/generate_stream", {"inputs": "x"})
+        bad = {"inputs": "x", "parameters": {"best_of": 2}}
+        assert http.post("/models/five/generate", json=bad).status_code == 422
     after = scrape(lab.url)
 
     def moved(name: str, **labels: str) -> float:
@@ -47,9 +50,13 @@ def test_counters_and_histograms_move_after_traffic(lab: RunningServer) -> None:
     assert moved("h2o_chat_requests_total", **h2o, outcome="success") == 1
     v1 = {"model": "failing", "route": "/v1/chat/completions"}
     assert moved("h2o_chat_requests_total", **v1, outcome="generation") == 1
-    assert moved("h2o_chat_generated_tokens_total", model="five") == 6  # 5 and the end token
-    assert moved("h2o_chat_time_to_first_token_seconds_count", model="five") == 1
-    assert moved("h2o_chat_inter_token_latency_seconds_count", model="five") == 5
+    tgi = {"model": "five", "route": "/generate_stream"}
+    assert moved("h2o_chat_requests_total", **tgi, outcome="success") == 1
+    refused = {"model": "five", "route": "/generate"}
+    assert moved("h2o_chat_requests_total", **refused, outcome="validation") == 1
+    assert moved("h2o_chat_generated_tokens_total", model="five") == 12  # 5 + the end, twice
+    assert moved("h2o_chat_time_to_first_token_seconds_count", model="five") == 2
+    assert moved("h2o_chat_inter_token_latency_seconds_count", model="five") == 10
     assert value(after, "h2o_chat_queue_waiting", model="five") == 0
     assert value(after, "process_resident_memory_bytes") > 0
 

@@ -61,6 +61,21 @@ def check_api_key(request: Request, key: str | None) -> None:
         raise ApiError(401, "Incorrect or missing API key", code="invalid_api_key")
 
 
+MODEL_PREFIX = "h2o_chat.model"  # the scope key naming the model of a /models/{id} prefix
+
+
+def route_path(request: Request) -> str:
+    """The request's path below the mount it came through (``/models/{id}``, say)."""
+    path: str = request.scope["path"]
+    return path.removeprefix(request.scope.get("root_path", ""))
+
+
+def prefixed_model(request: Request) -> str | None:
+    """The model named by the request's ``/models/{id}`` prefix, if it came through one."""
+    name: str | None = request.scope.get(MODEL_PREFIX)
+    return name
+
+
 def session_id(request: Request) -> str:
     """The request's session, set by :class:`h2o_chat.server.middleware.SessionMiddleware`."""
     session: str = request.scope["state"][SESSION_COOKIE]

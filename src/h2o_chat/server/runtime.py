@@ -1,7 +1,7 @@
 """The server's live state: storage, the served models with their queues, running jobs, metrics.
 
 Models load in the background once storage is open, one after another, so the server answers
-while they load: ``/healthz`` says 503 until they are ready.
+while they load: ``/health`` and ``/healthz`` say 503 until they are ready.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from h2o_chat.server.http import (
     EventStreamResponse,
     JSONResponse,
     check_api_key,
+    prefixed_model,
     read_json_object,
 )
 from h2o_chat.server.runtime import Runtime, ServedModel, runtime_of
@@ -86,7 +87,7 @@ async def chat_completions(request: Request) -> Response:
     _authorize(request)
     runtime = runtime_of(request)
     body = await read_json_object(request)
-    name = body.get("model")
+    name = prefixed_model(request) or body.get("model")  # a prefix's model, as TGI: any name
     served = runtime.resolve(name) if isinstance(name, str) else None
     if served is None:
         raise ApiError(404, runtime.unknown_model(name), code="model_not_found")
