@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+import text_generation
+from huggingface_hub import InferenceClient
 
 from tests.support.servers import RunningServer
 from tests.tgi.servers import occupied, serve, stream
@@ -221,6 +223,10 @@ def test_the_api_key_protects_the_tgi_routes(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/info").status_code == 401
         assert httpx.get(f"{server.url}/info", headers=key).status_code == 200
         assert httpx.get(f"{server.url}/health").status_code == 200  # for probes
+        hub = InferenceClient(base_url=f"{server.url}/models/echo", api_key="sesame")
+        assert hub.text_generation("with a key") == "with a key"
+        client = text_generation.Client(server.url, headers=key)
+        assert client.generate("with a key").generated_text == "with a key"
 
 
 CHAT_UI_PARAMETERS = {  # a 2023 chat-ui MODELS entry's parameters, as its server sent them
