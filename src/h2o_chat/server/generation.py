@@ -75,7 +75,8 @@ def plan_generation(
 
     As TGI does, sampling is on when ``do_sample`` is true, or when it is absent and a
     warper (temperature, top_k, top_p, typical_p) is set; ``do_sample: false`` is greedy.
-    ``defaults`` fill in what the request leaves out.
+    ``defaults`` fill in what the request leaves out. ``top_n_tokens``, which the TGI routes
+    add once they have checked it against the engine, asks for each token's alternatives.
     """
     max_new_tokens = parameters.get("max_new_tokens", min(defaults.max_new_tokens, context_length))
     truncate = parameters.get("truncate")
