@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from h2o_chat.server.metrics import Latencies
 from tests.support.servers import RunningServer
 from tests.tgi.servers import BACKENDS, occupied, serve, stream
 
@@ -82,3 +84,11 @@ def test_the_api_key_protects_metrics(tmp_path: Path) -> None:
         wrong = httpx.get(f"{server.url}/metrics", headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401
         assert scrape(server.url, authorization="Bearer sesame")
+
+
+def test_latency_buckets_are_cumulative_and_inclusive() -> None:
+    latencies = Latencies((0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 1.0, 7.0):
+        latencies.observe(seconds)
+    assert latencies.buckets() == [("0.1", 2.0), ("1.0", 4.0), ("+Inf", 5.0)]
+    assert latencies.total == pytest.approx(8.65)
