@@ -17,12 +17,22 @@ from bench import (
     report,
     roundtrips,
     server_load,
+    tgi_route,
     throughput,
     ttft,
     uploads,
 )
 
-MEASUREMENTS = (throughput, roundtrips, ttft, concurrency, server_load, embedded, uploads)
+MEASUREMENTS = (
+    throughput,
+    roundtrips,
+    ttft,
+    concurrency,
+    server_load,
+    embedded,
+    uploads,
+    tgi_route,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV),
-        help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${API_KEY_ENV})",
+        help=f"require 'Authorization: Bearer KEY' on /v1, the TGI routes and /metrics "
+        f"(default: ${API_KEY_ENV})",
     )
     parser.add_argument(
         "--upstream-timeout",
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_KEEP_ALIVE,
         metavar="SECONDS",
         help="send a ':' comment on a silent stream after this long (%(default)s)",
+    )
+    parser.add_argument(
+        "--tgi-model",
+        metavar="NAME",
+        help="the model TGI's root routes (/generate, /info, ...) serve (default: the first "
+        "--model); every model is also a TGI endpoint at /models/ID",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
@@ -158,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             upstream_timeout=args.upstream_timeout,
             upstream_parallel=args.upstream_parallel,
             keep_alive=args.keep_alive,
+            tgi_model=args.tgi_model,
         )
     except ValueError as exc:
         print(f"h2o-chat serve: error: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The ASGI application: chat-ui's routes, the OpenAI front door, the gates and error answers."""
+"""The ASGI application: chat-ui's routes, the OpenAI and TGI front doors, /metrics, the gates
+and error answers."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from starlette.responses import Response
 
 from h2o_chat.errors import InvalidRequestError
 from h2o_chat.server.config import ServerConfig
-from h2o_chat.server.http import ApiError, JSONResponse, error_response
+from h2o_chat.server.http import ApiError, JSONResponse, error_response, route_path
 from h2o_chat.server.middleware import BodyLimit, RefererCheck, SessionMiddleware
-from h2o_chat.server.routes import conversations, h2o, openai, page
+from h2o_chat.server.routes import conversations, h2o, openai, ops, page, tgi
 from h2o_chat.server.runtime import Runtime
 
 logger = logging.getLogger("h2o_chat.server")
@@ -24,7 +25,7 @@ logger = logging.getLogger("h2o_chat.server")
 
 def _error(request: Request, error: ApiError) -> Response:
     """``{"error": message}``, or OpenAI's error object on ``/v1/`` routes."""
-    if request.url.path.startswith("/v1/"):
+    if route_path(request).startswith("/v1/"):  # also under a /models/{id} prefix
         body = {
             "message": error.message,
             "type": error.error_type,
@@ -67,7 +68,14 @@ def create_app(config: ServerConfig) -> Starlette:
             await runtime.close()
 
     app = Starlette(
-        routes=[*page.routes(), *h2o.routes(), *conversations.routes(), *openai.routes()],
+        routes=[
+            *page.routes(),
+            *h2o.routes(),
+            *conversations.routes(),
+            *openai.routes(),
+            *tgi.routes(config.served_names),
+            *ops.routes(),
+        ],
         middleware=[
             Middleware(SessionMiddleware),
             Middleware(RefererCheck),

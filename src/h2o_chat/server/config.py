@@ -71,6 +71,7 @@ class ServerConfig:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_parallel: int = DEFAULT_UPSTREAM_PARALLEL
     keep_alive: float = DEFAULT_KEEP_ALIVE
+    tgi_model: str | None = None  # the model of TGI's root routes (an id or alias; None: first)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -78,6 +79,9 @@ class ServerConfig:
             h2o_2023_aliases = dict.fromkeys(H2O_2023_MODELS.values(), BUILTIN_MODEL_ID)
             object.__setattr__(self, "aliases", {**h2o_2023_aliases, **self.aliases})
         check_names((spec.id for spec in self.models), self.aliases)
+        if self.tgi_model is not None and self.tgi_model not in self.served_names:
+            served = ", ".join(self.served_names)
+            raise ValueError(f"TGI model {self.tgi_model!r} is not served; served: {served}")
         if self.queue_size < 0:
             raise ValueError("queue size must be >= 0")
         if self.keep_alive <= 0:
@@ -90,6 +94,17 @@ class ServerConfig:
     @property
     def model_ids(self) -> list[str]:
         return [spec.id for spec in self.models]
+
+    @property
+    def served_names(self) -> list[str]:
+        """Every name a model is served under: the ids, then the aliases."""
+        return [*self.model_ids, *self.aliases]
+
+    @property
+    def default_model(self) -> str:
+        """The id of the model TGI's root routes serve: ``tgi_model``'s, else the first."""
+        name = self.tgi_model or self.models[0].id
+        return self.aliases.get(name, name)
 
 
 def check_names(model_ids: Iterable[str], aliases: Mapping[str, str]) -> None:

@@ -41,17 +41,21 @@ def start_in_thread(config: ServerConfig) -> tuple[str, Callable[[], None]]:
         target=server.run, kwargs={"sockets": [sock]}, name="h2o-chat-server", daemon=True
     )
     thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            sock.close()
-            raise RuntimeError("the embedded h2o-chat server failed to start; see the log")
-        time.sleep(STARTUP_POLL_SECONDS)
 
     def stop() -> None:
         server.should_exit = True
         thread.join()
         sock.close()
 
+    runtime = server.runtime
+    while not server.started or (runtime.loading and runtime.load_error is None):
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError("the embedded h2o-chat server failed to start; see the log")
+        time.sleep(STARTUP_POLL_SECONDS)
+    if runtime.load_error is not None:
+        stop()
+        raise RuntimeError(f"the embedded h2o-chat server failed to start: {runtime.load_error}")
     return server.url(), stop
 
 

@@ -41,6 +41,19 @@ OVERLOADED_MESSAGE = "Model is overloaded"
 
 
 @dataclass(frozen=True, slots=True)
+class PlanDefaults:
+    """What a request that sets nothing gets (sampling is off unless asked, in both)."""
+
+    max_new_tokens: int
+
+
+# The H2o routes (and /v1) keep the 2023 provider's default; TGI's own routes answer as TGI
+# v0.9 did (router/src/lib.rs, default_max_new_tokens).
+H2O_DEFAULTS = PlanDefaults(max_new_tokens=DEFAULT_PARAMETERS["max_new_tokens"])
+TGI_DEFAULTS = PlanDefaults(max_new_tokens=20)
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationPlan:
     """A generation as the protocol asked for it."""
 
@@ -55,16 +68,17 @@ def plan_generation(
     parameters: Mapping[str, Any],
     context_length: int,
     *,
+    defaults: PlanDefaults = H2O_DEFAULTS,
     prefix: str = "",
 ) -> GenerationPlan:
     """The plan for validated TGI ``parameters``; raises :class:`InvalidRequestError`.
 
     As TGI does, sampling is on when ``do_sample`` is true, or when it is absent and a
     warper (temperature, top_k, top_p, typical_p) is set; ``do_sample: false`` is greedy.
+    ``defaults`` fill in what the request leaves out. ``top_n_tokens``, which the TGI routes
+    add once they have checked it against the engine, asks for each token's alternatives.
     """
-    max_new_tokens = parameters.get(
-        "max_new_tokens", min(DEFAULT_PARAMETERS["max_new_tokens"], context_length)
-    )
+    max_new_tokens = parameters.get("max_new_tokens", min(defaults.max_new_tokens, context_length))
     truncate = parameters.get("truncate")
     for name, value in (("max_new_tokens", max_new_tokens), ("truncate", truncate)):
         if value is not None and value > context_length:
@@ -92,6 +106,7 @@ def plan_generation(
         repetition_penalty=parameters.get("repetition_penalty"),
         truncate=truncate,
         seed=seed,
+        top_n_tokens=parameters.get("top_n_tokens", 0),
     )
     return GenerationPlan(
         request, tuple(parameters.get("stop", ())), bool(parameters.get("details")), prefix
@@ -109,6 +124,8 @@ class GenerationResult:
     finish_reason: FinishReason | None = None  # None: stopped early or failed
     answer_end: int | None = None  # where a stop sequence begins in ``text``
     error: ErrorEvent | None = None
+    tokens: list[Token] | None = None  # every token's event token, when a list is given
+    top_tokens: list[list[Token]] = field(default_factory=list)  # per token, when asked
 
     @property
     def text(self) -> str:
@@ -193,9 +210,18 @@ def _step(piece: BackendToken, plan: GenerationPlan, result: GenerationResult) -
             result.generated_tokens >= plan.request.max_new_tokens
         ):
             result.finish_reason = "length"
+    if result.tokens is not None:
+        result.tokens.append(token)
+    if plan.request.top_n_tokens:
+        result.top_tokens.append([_token(top) for top in piece.top_tokens])
     if result.finish_reason is None:
         return StreamResponse(token)
     return _final(token, plan, result)
+
+
+def _token(piece: BackendToken) -> Token:
+    """An alternative token as the protocol shows it (an end token is special)."""
+    return Token(piece.id, piece.text, piece.logprob, special=piece.eos)
 
 
 def _limit_reached(plan: GenerationPlan, result: GenerationResult) -> StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from typing import Any
 
@@ -51,6 +52,30 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def check_api_key(request: Request, key: str | None) -> None:
+    """When ``key`` is set, the request must carry ``Authorization: Bearer KEY``, else 401."""
+    if key is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not secrets.compare_digest(given.encode(), f"Bearer {key}".encode()):
+        raise ApiError(401, "Incorrect or missing API key", code="invalid_api_key")
+
+
+MODEL_PREFIX = "h2o_chat.model"  # the scope key naming the model of a /models/{id} prefix
+
+
+def route_path(request: Request) -> str:
+    """The request's path below the mount it came through (``/models/{id}``, say)."""
+    path: str = request.scope["path"]
+    return path.removeprefix(request.scope.get("root_path", ""))
+
+
+def prefixed_model(request: Request) -> str | None:
+    """The model named by the request's ``/models/{id}`` prefix, if it came through one."""
+    name: str | None = request.scope.get(MODEL_PREFIX)
+    return name
+
+
 def session_id(request: Request) -> str:
     """The request's session, set by :class:`h2o_chat.server.middleware.SessionMiddleware`."""
     session: str = request.scope["state"][SESSION_COOKIE]
@@ -80,6 +105,10 @@ class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` with keep-alive comments, closing its iterator when the client
     goes away.
 
+    The content type is exactly ``text/event-stream``, without the ``; charset=utf-8`` that
+    Starlette adds to text types: chat-ui 2023's stream reader (``@huggingface/inference``
+    2.2.0) refuses anything else. Events are UTF-8 by definition.
+
     A ``:`` comment goes out whenever ``keep_alive`` seconds pass without a byte (a request
     waiting in the queue, a slow engine), as TGI did, so that clients' and proxies' read
     timeouts measure the server's silence, not the queue. Starlette leaves an abandoned
@@ -90,7 +119,8 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
     def __init__(self, content: Any, *, keep_alive: float) -> None:
-        super().__init__(content, headers={"cache-control": "no-cache"})
+        headers = {"content-type": self.media_type, "cache-control": "no-cache"}
+        super().__init__(content, headers=headers)
         self.keep_alive = keep_alive
 
     async def stream_response(self, send: Send) -> None:

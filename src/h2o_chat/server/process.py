@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from starlette.applications import Starlette
 from h2o_chat.server.app import create_app
 from h2o_chat.server.config import ServerConfig
 from h2o_chat.server.runtime import Runtime
+
+logger = logging.getLogger("h2o_chat.server")
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
@@ -65,9 +68,10 @@ def _signals_absorbed() -> Iterator[None]:
 def serve(config: ServerConfig, on_ready: Callable[[str], None]) -> int:
     """Serve until SIGINT/SIGTERM; ``on_ready(url)`` once listening with the models loaded.
 
-    Returns 0 after a clean shutdown, 1 if the server could not start.
+    Returns 0 after a clean shutdown, 1 if the server could not start or a model not load.
     """
     server = H2oServer(create_app(config), config)
+    failed = False
 
     async def run_server() -> None:
         # uvicorn calls sys.exit when it cannot bind or the app cannot start (it has logged
@@ -76,13 +80,19 @@ def serve(config: ServerConfig, on_ready: Callable[[str], None]) -> int:
             await server.serve()
 
     async def main() -> None:
+        nonlocal failed
         serving = asyncio.create_task(run_server())
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
-        if server.started:
-            on_ready(server.url())
+        if server.started:  # listening; the models load meanwhile
+            if await server.runtime.loaded():
+                on_ready(server.url())
+            elif server.runtime.load_error is not None:
+                logger.error("Application startup failed: %s. Exiting.", server.runtime.load_error)
+                failed = True
+                server.should_exit = True
         await serving
 
     with _signals_absorbed():
         asyncio.run(main())
-    return 0 if server.started else 1
+    return 0 if server.started and not failed else 1

@@ -1,4 +1,8 @@
-"""The server's live state: storage, the served models with their queues, running jobs."""
+"""The server's live state: storage, the served models with their queues, running jobs, metrics.
+
+Models load in the background once storage is open, one after another, so the server answers
+while they load: ``/health`` and ``/healthz`` say 503 until they are ready.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from h2o_chat.server import generation
 from h2o_chat.server.backends.base import Backend, Job
 from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
+from h2o_chat.server.metrics import Metrics
 from h2o_chat.server.scheduler import ModelQueue
 from h2o_chat.server.storage import Storage
 
@@ -39,12 +44,20 @@ class ServedModel:
 
 
 class Runtime:
-    """Created with the app; :meth:`start` opens storage and loads the models."""
+    """Created with the app; :meth:`start` opens storage and starts loading the models.
+
+    ``models`` holds the models loaded so far; ``loading`` the ids still to load, and
+    ``load_error`` why loading stopped, if a model could not load.
+    """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.models: dict[str, ServedModel] = {}
+        self.loading: list[str] = list(config.model_ids)
+        self.load_error: str | None = None
+        self.metrics = Metrics(lambda: {i: served.queue for i, served in self.models.items()})
         self._storage: Storage | None = None
+        self._loader: asyncio.Task[None] | None = None
         self._running: dict[Job, _Running] = {}
 
     @property
@@ -54,15 +67,25 @@ class Runtime:
         return self._storage
 
     async def start(self) -> None:
-        """Open storage and start every backend; on failure, close what was opened, then raise."""
-        config = self.config
-        self._storage = Storage(config.db_path)
-        try:
-            for spec in config.models:
+        """Open storage, then load the models in the background (:meth:`loaded` waits)."""
+        self._storage = Storage(self.config.db_path)
+        self._loader = asyncio.create_task(self._load_models())
+
+    async def _load_models(self) -> None:
+        for spec in self.config.models:
+            try:
                 await self._start_model(spec)
-        except BaseException:
-            await self.close()
-            raise
+            except Exception as exc:
+                logger.error("model %s could not load", spec.id, exc_info=exc)
+                self.load_error = f"model {spec.id!r} could not load: {exc}"
+                return
+            self.loading.remove(spec.id)
+
+    async def loaded(self) -> bool:
+        """Wait until loading ends; whether every model loaded."""
+        if self._loader is not None:
+            await asyncio.wait({self._loader})
+        return not self.loading
 
     async def _start_model(self, spec: ModelSpec) -> None:
         config = self.config
@@ -85,7 +108,11 @@ class Runtime:
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:
-        """Cancel running generations, close the backends, then storage (safe to call twice)."""
+        """Stop loading, cancel running generations, close the backends, then storage (safe
+        to call twice)."""
+        if self._loader is not None:
+            self._loader.cancel()
+            await asyncio.wait({self._loader})
         self.cancel_all()
         models, self.models = list(self.models.values()), {}
         try:
@@ -102,7 +129,8 @@ class Runtime:
 
     def unknown_model(self, name: object) -> str:
         served = ", ".join([*self.models, *self.config.aliases])
-        return f"unknown model {name!r}; served models: {served}"
+        loading = f" (still loading: {', '.join(self.loading)})" if self.loading else ""
+        return f"unknown model {name!r}; served models: {served}{loading}"
 
     async def generate(
         self,
@@ -111,22 +139,28 @@ class Runtime:
         plan: generation.GenerationPlan,
         result: generation.GenerationResult,
         *,
+        route: str,
         conversation_id: str = "",
         on_end: Callable[[], None] | None = None,
     ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
-        """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`.
+        """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`,
+        counted in the metrics under ``route``.
 
         ``on_end`` (saving the answer) runs when the generation ends, however it ends, and
         before :meth:`stop` returns.
         """
         done = asyncio.Event()
         self._running[job] = _Running(conversation_id, done)
+        timer = self.metrics.timer(served.info.id)
         try:
             events = generation.run(served.backend, served.queue, job, plan, result)
             async with contextlib.aclosing(events):
                 async for event in events:
+                    if isinstance(event, StreamResponse):
+                        timer.token()
                     yield event
         finally:
+            timer.end(route, _outcome(result), result.generated_tokens)
             try:
                 if on_end is not None:
                     on_end()
@@ -154,6 +188,13 @@ class Runtime:
         """Stop every generation (shutdown)."""
         for job in self._running:
             job.stop()
+
+
+def _outcome(result: generation.GenerationResult) -> str:
+    """How a generation ended, for the metrics."""
+    if result.error is not None:
+        return result.error.error_type or "generation"
+    return "success" if result.finish_reason is not None else "cancelled"
 
 
 def runtime_of(request: Request) -> Runtime:

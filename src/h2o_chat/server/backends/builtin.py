@@ -19,11 +19,18 @@ from typing import Any
 import anyio
 import numpy as np
 
-from h2o_chat.server.backends.base import BackendError, BackendToken, Job, context_error
+from h2o_chat.server.backends.base import (
+    BackendError,
+    BackendToken,
+    Job,
+    TokenSpan,
+    context_error,
+)
 
 logger = logging.getLogger("h2o_chat.server")
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_TOP_N_TOKENS = 5  # TGI's default --max-top-n-tokens
 
 # For GGUF files without a template in their metadata.
 CHATML_TEMPLATE = (
@@ -45,7 +52,7 @@ class BuiltinBackend:
 
     kind = "builtin"
     parallel = 1
-    max_top_n_tokens = 0
+    max_top_n_tokens = MAX_TOP_N_TOKENS
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -140,13 +147,51 @@ class BuiltinBackend:
             logits = np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,)
             )
-            logprob = _logprob(logits, token)
+            log_total = _log_total(logits)
+            logprob = float(logits[token]) - log_total
+            top = self._top_tokens(logits, log_total, request.top_n_tokens)
             if llama_cpp.llama_vocab_is_eog(vocab, token):
-                put(BackendToken(token, "", logprob, eos=True))
+                put(BackendToken(token, "", logprob, eos=True, top_tokens=top))
                 return
-            put(BackendToken(token, decoder.decode(llm.detokenize([token])), logprob))
+            text = decoder.decode(llm.detokenize([token]))
+            put(BackendToken(token, text, logprob, top_tokens=top))
             if generated >= request.max_new_tokens or halt.is_set() or job.cancel.is_set():
                 return
+
+    def _top_tokens(self, logits: Any, log_total: float, n: int) -> tuple[BackendToken, ...]:
+        """The ``n`` most likely tokens at this position, most likely first."""
+        import llama_cpp
+
+        if not n:
+            return ()
+        best = np.argpartition(logits, -n)[-n:]
+        best = best[np.argsort(-logits[best])]
+        vocab = self._llm._model.vocab
+        return tuple(
+            BackendToken(
+                int(i),
+                self._llm.detokenize([int(i)], special=True).decode(errors="replace"),
+                float(logits[i]) - log_total,
+                eos=bool(llama_cpp.llama_vocab_is_eog(vocab, int(i))),
+            )
+            for i in best
+        )
+
+    async def tokenize(self, text: str) -> list[TokenSpan]:
+        """``text`` as the model's tokens, special tokens written in it included.
+
+        Only the vocabulary is read, so it runs beside a generation, off the model's thread.
+        """
+        return await asyncio.to_thread(self._tokenize, text)
+
+    def _tokenize(self, text: str) -> list[TokenSpan]:
+        spans, position = [], 0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        for token in self._llm.tokenize(text.encode(), add_bos=True, special=True):
+            piece = self._llm.detokenize([token], special=True)
+            start, position = position, position + len(decoder.decode(piece))
+            spans.append(TokenSpan(token, piece.decode(errors="replace"), start, position))
+        return spans
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -158,7 +203,7 @@ class BuiltinBackend:
         self._executor.shutdown()
 
 
-def _logprob(logits: Any, token: int) -> float:
-    """log softmax(logits)[token], computed stably."""
+def _log_total(logits: Any) -> float:
+    """log sum(exp(logits)), computed stably: a token's logprob is its logit minus this."""
     peak = float(logits.max())
-    return float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+    return peak + float(np.log(np.exp(logits - peak).sum()))

@@ -85,7 +85,12 @@ async def summarize(request: Request) -> Response:
     result = generation.GenerationResult()
     # Known to stop-generating and DELETE, like an answer of the conversation.
     events = runtime.generate(
-        served, Job(plan.request), plan, result, conversation_id=conversation.id
+        served,
+        Job(plan.request),
+        plan,
+        result,
+        route="/conversation/{id}/summarize",
+        conversation_id=conversation.id,
     )
     async with contextlib.aclosing(events):
         async for _ in events:

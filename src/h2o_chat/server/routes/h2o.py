@@ -48,15 +48,20 @@ def conversation_of(request: Request) -> StoredConversation:
 
 
 async def health(request: Request) -> Response:
-    """Liveness, and each model's queue: generations running, all slots busy, how many wait."""
+    """Each model's queue (generations running, all slots busy, how many wait); 503 with
+    ``"status": "loading"`` (and the ids still loading) until every model has loaded."""
+    runtime = runtime_of(request)
     queues = {
         model_id: {
             "running": served.queue.running,
             "busy": served.queue.busy,
             "waiting": served.queue.waiting,
         }
-        for model_id, served in runtime_of(request).models.items()
+        for model_id, served in runtime.models.items()
     }
+    if runtime.loading:
+        body = {"status": "loading", "models": queues, "loading": runtime.loading}
+        return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok", "models": queues})
 
 
@@ -224,6 +229,7 @@ async def _stream(
         Job(plan.request),
         plan,
         result,
+        route="/conversation/{id}",
         conversation_id=conversation_id,
         on_end=keep_answer,
     )

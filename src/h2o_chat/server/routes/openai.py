@@ -22,20 +22,23 @@ from h2o_chat.protocol.prompt import validate_messages
 from h2o_chat.protocol.types import ErrorEvent
 from h2o_chat.server import generation
 from h2o_chat.server.backends.base import ChatMessage, Job
-from h2o_chat.server.http import ApiError, EventStreamResponse, JSONResponse, read_json_object
+from h2o_chat.server.http import (
+    ApiError,
+    EventStreamResponse,
+    JSONResponse,
+    check_api_key,
+    prefixed_model,
+    read_json_object,
+)
 from h2o_chat.server.runtime import Runtime, ServedModel, runtime_of
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 ERROR_STATUS = {"overloaded": 503, "validation": 400}
+ROUTE = "/v1/chat/completions"
 
 
 def _authorize(request: Request) -> None:
-    key = runtime_of(request).config.api_key
-    if key is None:
-        return
-    given = request.headers.get("authorization", "")
-    if not secrets.compare_digest(given.encode(), f"Bearer {key}".encode()):
-        raise ApiError(401, "Incorrect or missing API key", code="invalid_api_key")
+    check_api_key(request, runtime_of(request).config.api_key)
 
 
 async def list_models(request: Request) -> Response:
@@ -84,7 +87,7 @@ async def chat_completions(request: Request) -> Response:
     _authorize(request)
     runtime = runtime_of(request)
     body = await read_json_object(request)
-    name = body.get("model")
+    name = prefixed_model(request) or body.get("model")  # a prefix's model, as TGI: any name
     served = runtime.resolve(name) if isinstance(name, str) else None
     if served is None:
         raise ApiError(404, runtime.unknown_model(name), code="model_not_found")
@@ -102,7 +105,9 @@ async def chat_completions(request: Request) -> Response:
             keep_alive=runtime.config.keep_alive,
         )
     job, result = Job(plan.request), generation.GenerationResult()
-    async with contextlib.aclosing(runtime.generate(served, job, plan, result)) as events:
+    async with contextlib.aclosing(
+        runtime.generate(served, job, plan, result, route=ROUTE)
+    ) as events:
         async for _ in events:
             pass
     if result.error is not None:
@@ -150,7 +155,9 @@ async def _chunks(
     yield chunk({"role": "assistant", "content": ""})
     job, result, sent = Job(plan.request), generation.GenerationResult(), 0
     pending = ""  # generated text not sent yet: it may begin a stop sequence
-    async with contextlib.aclosing(runtime.generate(served, job, plan, result)) as events:
+    async with contextlib.aclosing(
+        runtime.generate(served, job, plan, result, route=ROUTE)
+    ) as events:
         async for event in events:
             if isinstance(event, ErrorEvent):
                 error = {"message": event.error, "type": event.error_type, "code": None}
@@ -174,5 +181,5 @@ async def _chunks(
 def routes() -> list[Route]:
     return [
         Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route(ROUTE, chat_completions, methods=["POST"]),
     ]
