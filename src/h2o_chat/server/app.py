@@ -17,7 +17,7 @@ from h2o_chat.errors import InvalidRequestError
 from h2o_chat.server.config import ServerConfig
 from h2o_chat.server.http import ApiError, JSONResponse, error_response
 from h2o_chat.server.middleware import BodyLimit, RefererCheck, SessionMiddleware
-from h2o_chat.server.routes import h2o, openai
+from h2o_chat.server.routes import conversations, h2o, openai
 from h2o_chat.server.runtime import Runtime
 
 logger = logging.getLogger("h2o_chat.server")
@@ -68,7 +68,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await runtime.close()
 
     app = Starlette(
-        routes=[*h2o.routes(), *openai.routes()],
+        routes=[*h2o.routes(), *conversations.routes(), *openai.routes()],
         middleware=[
             Middleware(SessionMiddleware),
             Middleware(RefererCheck),

@@ -36,7 +36,7 @@ NOT_FOUND = "Conversation not found"
 SETTINGS_BOOLEANS = ("shareConversationsWithModelAuthors", "ethicsModalAccepted")
 
 
-def _conversation(request: Request) -> StoredConversation:
+def conversation_of(request: Request) -> StoredConversation:
     """The path's conversation if it belongs to this session, else 404."""
     conversation_id = request.path_params["id"]
     conversation = None
@@ -116,11 +116,11 @@ async def create_conversation(request: Request) -> Response:
 
 
 async def get_conversation(request: Request) -> Response:
-    return JSONResponse(_conversation(request).to_dict())
+    return JSONResponse(conversation_of(request).to_dict())
 
 
 async def delete_conversation(request: Request) -> Response:
-    conversation = _conversation(request)
+    conversation = conversation_of(request)
     runtime = runtime_of(request)
     await runtime.stop(conversation.id)
     runtime.storage.delete_conversation(session_id(request), conversation.id)
@@ -128,7 +128,7 @@ async def delete_conversation(request: Request) -> Response:
 
 
 async def stop_generating(request: Request) -> Response:
-    conversation = _conversation(request)
+    conversation = conversation_of(request)
     return JSONResponse({"stopped": await runtime_of(request).stop(conversation.id)})
 
 
@@ -172,7 +172,7 @@ async def converse(request: Request) -> Response:
     answer ends (complete or stopped), so a failed turn leaves no trace to retry around.
     """
     runtime = runtime_of(request)
-    conversation = _conversation(request)
+    conversation = conversation_of(request)
     served = runtime.models.get(conversation.model)
     if served is None:
         raise ApiError(410, "Model not available anymore")
