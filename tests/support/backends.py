@@ -182,16 +182,16 @@ class Trapped(Numbered):
     """
 
     async def start(self) -> None:
-        from h2o_chat.server.storage import Storage
+        from h2o_chat.server.store.sqlite import SQLiteStore
 
-        lookup = Storage.conversation
+        lookup = SQLiteStore.conversation
 
-        def conversation(self: Storage, session_id: str, conversation_id: str) -> Any:
+        async def conversation(self: SQLiteStore, session_id: str, conversation_id: str) -> Any:
             if conversation_id == TRAP_ID:
                 raise RuntimeError(f"storage exploded in {SECRET}")
-            return lookup(self, session_id, conversation_id)
+            return await lookup(self, session_id, conversation_id)
 
-        Storage.conversation = conversation  # type: ignore[method-assign]
+        SQLiteStore.conversation = conversation
 
 
 def traced_slow(model_id: str) -> Numbered:

@@ -71,7 +71,7 @@ def factory(model_id: str) -> Replay:
 
 @contextlib.contextmanager
 def replay_server(
-    tmp_path: Path, *, db: Path | None = None, port: int | None = None
+    tmp_path: Path, *, db: Path | str | None = None, port: int | None = None
 ) -> Iterator[RunningServer]:
     """``h2o-chat serve`` with the replay model only (it imports this module)."""
     env = {"PYTHONPATH": str(REPO)}

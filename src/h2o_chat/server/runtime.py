@@ -1,11 +1,11 @@
-"""The server's live state: storage, the served models with their queues, running jobs."""
+"""The server's live state: the store, the served models with their queues, running jobs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -17,12 +17,14 @@ from h2o_chat.server.backends.base import Backend, Job
 from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.scheduler import ModelQueue
-from h2o_chat.server.storage import Storage
+from h2o_chat.server.store import open_store
+from h2o_chat.server.store.base import Store
 
 logger = logging.getLogger("h2o_chat.server")
 
 
 STOP_WAIT_SECONDS = 10.0
+STOP_POLL_SECONDS = 0.02  # how often a stop sent to another replica looks for the turn's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +41,25 @@ class ServedModel:
 
 
 class Runtime:
-    """Created with the app; :meth:`start` opens storage and loads the models."""
+    """Created with the app; :meth:`start` opens the store and loads the models."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.models: dict[str, ServedModel] = {}
-        self._storage: Storage | None = None
+        self._store: Store | None = None
         self._running: dict[Job, _Running] = {}
 
     @property
-    def storage(self) -> Storage:
-        if self._storage is None:
+    def store(self) -> Store:
+        if self._store is None:
             raise RuntimeError("the server has not started")
-        return self._storage
+        return self._store
 
     async def start(self) -> None:
-        """Open storage and start every backend; on failure, close what was opened, then raise."""
+        """Open the store and start every backend; on failure, close what was opened, then
+        raise."""
         config = self.config
-        self._storage = Storage(config.db_path)
+        self._store = await open_store(config.db, self._stop_here)
         try:
             for spec in config.models:
                 await self._start_model(spec)
@@ -85,16 +88,16 @@ class Runtime:
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:
-        """Cancel running generations, close the backends, then storage (safe to call twice)."""
+        """Cancel running generations, close the backends, then the store (safe to call twice)."""
         self.cancel_all()
         models, self.models = list(self.models.values()), {}
         try:
             for served in models:
                 await served.backend.aclose()
         finally:
-            if self._storage is not None:
-                self._storage.close()
-                self._storage = None
+            if self._store is not None:
+                store, self._store = self._store, None
+                await store.close()
 
     def resolve(self, name: str) -> ServedModel | None:
         """The model served under ``name`` (an id or an alias)."""
@@ -112,12 +115,12 @@ class Runtime:
         result: generation.GenerationResult,
         *,
         conversation_id: str = "",
-        on_end: Callable[[], None] | None = None,
+        on_end: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
         """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`.
 
-        ``on_end`` (saving the answer) runs when the generation ends, however it ends, and
-        before :meth:`stop` returns.
+        ``on_end`` (saving the answer) runs when the generation ends, however it ends (shielded
+        from cancellation), and before :meth:`stop` returns.
         """
         done = asyncio.Event()
         self._running[job] = _Running(conversation_id, done)
@@ -129,17 +132,37 @@ class Runtime:
         finally:
             try:
                 if on_end is not None:
-                    on_end()
+                    with anyio.CancelScope(shield=True):
+                        await on_end()
             finally:
                 del self._running[job]
                 done.set()
 
     async def stop(self, conversation_id: str) -> bool:
-        """Stop the conversation's generations; whether there was one.
+        """Stop the conversation's generations, here or on another replica; whether there was
+        one.
 
         Returns once they have ended and kept their answers, so that a next plan sees them;
-        waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing).
+        waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing) for those
+        here, and as long again for a turn on another replica.
         """
+        stopped = await self._stop_here(conversation_id)
+        if await self.store.request_stop(conversation_id):
+            stopped = await self._wait_elsewhere(conversation_id) or stopped
+        return stopped
+
+    async def _wait_elsewhere(self, conversation_id: str) -> bool:
+        """Whether a turn of the conversation was running on another replica; returns once it
+        has ended (its claim released after its answer was saved)."""
+        seen = False
+        with anyio.move_on_after(STOP_WAIT_SECONDS):
+            while await self.store.turn_running(conversation_id):
+                seen = True
+                await anyio.sleep(STOP_POLL_SECONDS)
+        return seen
+
+    async def _stop_here(self, conversation_id: str) -> bool:
+        """Stop the conversation's generations in this process (and wait for them)."""
         stopping = [
             (job, r) for job, r in self._running.items() if r.conversation_id == conversation_id
         ]

@@ -1,0 +1,388 @@
+"""The PostgreSQL store: one database shared by every gateway replica.
+
+psycopg 3 with an :class:`~psycopg_pool.AsyncConnectionPool` (autocommit; a multi-statement
+change runs in one transaction). Timestamps are the database's clock, so replicas on
+machines whose clocks differ still order conversations by their real activity.
+
+**Replicas.** Each process is a replica with a random 62-bit id. Besides the pool it keeps
+one dedicated connection that
+
+- ``LISTEN``\\ s on :data:`STOP_CHANNEL`: stop-generating sent to any replica is a
+  ``NOTIFY`` with the conversation id, and the replica running that generation stops it (the
+  answer so far is kept, as when stopped locally);
+- holds a session advisory lock keyed by the replica id, for as long as the process lives.
+  A turn's claim (``active_turns``, see :mod:`.base`) whose owner's lock can be taken
+  (``pg_try_advisory_xact_lock``) belongs to a dead replica: its connection closed when the
+  process died, and the claim is free at once rather than when its lease runs out.
+
+**Outages.** A statement that cannot get a working connection within :data:`WAIT_SECONDS`
+raises :class:`StoreUnavailable` (the app answers 503). The pool checks each connection
+before handing it out, and gives up a reconnection attempt after
+:data:`RECONNECT_SECONDS`, so that once the database is back the next request connects
+afresh instead of waiting out a long backoff. The listening connection reconnects on its own
+every :data:`LISTEN_RETRY_SECONDS` and logs the outage once, and its return once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from h2o_chat.server.store.base import (
+    FIRST_MESSAGE_CHARS,
+    HEARTBEAT_SECONDS,
+    LEASE_SECONDS,
+    SCHEMA_VERSION,
+    ConversationBusy,
+    ConversationInfo,
+    Message,
+    PostgresDatabase,
+    StopHandler,
+    StoredConversation,
+    StoreUnavailable,
+    check_schema,
+    new_conversation_id,
+)
+
+logger = logging.getLogger("h2o_chat.server")
+
+POOL_SIZE = 16  # connections per replica; a statement holds one for milliseconds
+WAIT_SECONDS = 3.0  # the longest a request waits for a connection before its 503
+CONNECT_SECONDS = 3  # libpq's connect_timeout (a host that does not answer)
+RECONNECT_SECONDS = 5.0  # the pool gives a failed reconnection up after this (see above)
+LISTEN_RETRY_SECONDS = 0.5
+STOP_CHANNEL = "h2o_chat_stop"
+MIGRATION_LOCK = 0x68326F63686174  # "h2ochat": one replica migrates at a time
+NOW = "extract(epoch FROM clock_timestamp())::float8"
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "autocommit": True,
+    "connect_timeout": CONNECT_SECONDS,
+    "application_name": "h2o-chat",
+    # a peer that vanished without closing (a cut network) is noticed within a minute
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+# Each step takes the schema one version up, in the versions' numbering shared with SQLite
+# (a PostgreSQL database starts empty, so step 1 creates what SQLite had at version 1).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: sessions, conversations (with title and updated_at), messages
+        "CREATE TABLE sessions ("
+        " id TEXT PRIMARY KEY, settings JSONB NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE conversations ("
+        " id TEXT PRIMARY KEY, session_id TEXT NOT NULL, model TEXT NOT NULL, preprompt TEXT,"
+        " created_at DOUBLE PRECISION NOT NULL, title TEXT,"
+        " updated_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX conversations_updated ON conversations (session_id, updated_at)",
+        "CREATE TABLE messages ("
+        " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL,"
+        " conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,"
+        " role TEXT NOT NULL, content TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX messages_conversation ON messages (conversation_id, seq)",
+    ),
+    (  # 2: the claims of running turns (one turn at a time per conversation)
+        "CREATE TABLE active_turns ("
+        " conversation_id TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,"
+        " replica BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    ),
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+def _unavailable(exc: psycopg.Error) -> StoreUnavailable:
+    return StoreUnavailable(f"database unavailable: {' '.join(str(exc).split())}")
+
+
+class PostgresStore:
+    """The store in the PostgreSQL database at ``database.url``: open with :meth:`open`."""
+
+    shared = True
+
+    def __init__(self, database: PostgresDatabase, on_stop: StopHandler) -> None:
+        self.database = database
+        self.replica = secrets.randbits(62) + 1
+        self._on_stop = on_stop
+        self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            database.url,
+            kwargs=CONNECTION_OPTIONS,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            timeout=WAIT_SECONDS,
+            reconnect_timeout=RECONNECT_SECONDS,
+            check=AsyncConnectionPool.check_connection,
+            name="h2o-chat",
+        )
+        self._held: set[str] = set()  # conversations this replica claims
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listening = asyncio.Event()
+
+    @classmethod
+    async def open(cls, database: PostgresDatabase, on_stop: StopHandler) -> PostgresStore:
+        """Connect, migrate and start listening; :class:`StoreUnavailable` if the database
+        cannot be reached, :class:`SchemaTooNewError` if it is newer than this code."""
+        store = cls(database, on_stop)
+        try:
+            try:
+                await store._pool.open(wait=True, timeout=WAIT_SECONDS)
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"cannot reach the database {database}: {exc}") from exc
+            await store._migrate()
+            store._spawn(store._listen_forever())
+            try:
+                await asyncio.wait_for(store._listening.wait(), WAIT_SECONDS)
+            except TimeoutError as exc:
+                raise StoreUnavailable(f"cannot listen on the database {database}") from exc
+        except BaseException:
+            await store.close()
+            raise
+        store._spawn(store._renew_forever())
+        return store
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection; a database that cannot answer raises StoreUnavailable."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise _unavailable(exc) from exc
+
+    async def _migrate(self) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            row = await (await conn.execute("SELECT version FROM schema_version")).fetchone()
+            if row is None:
+                await conn.execute("INSERT INTO schema_version VALUES (0)")
+            found = 0 if row is None else int(row[0])
+            check_schema(found, str(self.database))
+            for statements in MIGRATIONS[found:]:
+                for statement in statements:
+                    await conn.execute(statement)
+            if found < SCHEMA_VERSION:
+                await conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+                logger.info("database schema migrated from version %d to %d", found, SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._held and not self._pool.closed:
+            with contextlib.suppress(StoreUnavailable):
+                async with self._connection() as conn:
+                    await conn.execute(
+                        "DELETE FROM active_turns WHERE replica = %s", (self.replica,)
+                    )
+        self._held.clear()
+        await self._pool.close()
+
+    # -- stop-generating across replicas, and this replica's liveness
+
+    async def _listen_forever(self) -> None:
+        lost = False
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.database.url, **CONNECTION_OPTIONS
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {STOP_CHANNEL}")
+                    await conn.execute("SELECT pg_advisory_lock(%s)", (self.replica,))
+                    if lost:
+                        logger.warning("database reachable again")
+                        lost = False
+                    self._listening.set()
+                    async for notify in conn.notifies():
+                        self._spawn(self._on_stop(notify.payload))
+            except psycopg.Error as exc:
+                if not lost:
+                    logger.warning("%s; reconnecting", _unavailable(exc))
+                    lost = True
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def request_stop(self, conversation_id: str) -> bool:
+        async with self._connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (STOP_CHANNEL, conversation_id))
+        return True
+
+    # -- sessions and conversations
+
+    async def save_settings(self, session_id: str, settings: Mapping[str, Any]) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO sessions (id, settings, updated_at) "
+                f"VALUES (%s, %s, {NOW}) ON CONFLICT (id) DO UPDATE "
+                "SET settings = excluded.settings, updated_at = excluded.updated_at",
+                (session_id, Jsonb(dict(settings))),
+            )
+
+    async def create_conversation(self, session_id: str, model: str, preprompt: str | None) -> str:
+        conversation_id = new_conversation_id()
+        async with self._connection() as conn:
+            await conn.execute(
+                "INSERT INTO conversations (id, session_id, model, preprompt, created_at, "
+                f"updated_at) VALUES (%s, %s, %s, %s, {NOW}, {NOW})",
+                (conversation_id, session_id, model, preprompt),
+            )
+        return conversation_id
+
+    async def conversations(self, session_id: str) -> list[ConversationInfo]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "SELECT id, model, title, updated_at, (SELECT substr(content, 1, %s) "
+                "FROM messages m WHERE m.conversation_id = c.id AND role = 'user' "
+                "ORDER BY seq LIMIT 1) FROM conversations c WHERE session_id = %s "
+                "ORDER BY updated_at DESC, created_at DESC",
+                (FIRST_MESSAGE_CHARS, session_id),
+            )
+            return [ConversationInfo(*row) for row in await cursor.fetchall()]
+
+    async def conversation(
+        self, session_id: str, conversation_id: str
+    ) -> StoredConversation | None:
+        async with self._connection() as conn:
+            return await self._read(conn, session_id, conversation_id)
+
+    @staticmethod
+    async def _read(
+        conn: Connection, session_id: str, conversation_id: str, lock: str = ""
+    ) -> StoredConversation | None:
+        cursor = await conn.execute(
+            "SELECT model, preprompt, title, updated_at FROM conversations "
+            f"WHERE id = %s AND session_id = %s {lock}",
+            (conversation_id, session_id),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        cursor = await conn.execute(
+            "SELECT id, role, content FROM messages WHERE conversation_id = %s ORDER BY seq",
+            (conversation_id,),
+        )
+        messages = tuple(Message(*m) for m in await cursor.fetchall())
+        model, preprompt, title, updated_at = row
+        return StoredConversation(conversation_id, model, preprompt, messages, title, updated_at)
+
+    async def set_title(self, session_id: str, conversation_id: str, title: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE conversations SET title = %s WHERE id = %s AND session_id = %s",
+                (title, conversation_id, session_id),
+            )
+            return cursor.rowcount > 0
+
+    async def delete_conversation(self, session_id: str, conversation_id: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM conversations WHERE id = %s AND session_id = %s",
+                (conversation_id, session_id),
+            )
+            return cursor.rowcount > 0
+
+    # -- turns
+
+    async def begin_turn(self, session_id: str, conversation_id: str) -> StoredConversation | None:
+        async with self._connection() as conn, conn.transaction():
+            # KEY SHARE: the conversation cannot be deleted before the claim refers to it
+            conversation = await self._read(conn, session_id, conversation_id, "FOR KEY SHARE")
+            if conversation is None:
+                return None
+            # Taken over only from a claim whose lease ran out or whose replica is gone
+            # (its advisory lock is free; the transaction's own hold ends at commit).
+            cursor = await conn.execute(
+                "INSERT INTO active_turns AS t (conversation_id, replica, expires_at) "
+                f"VALUES (%s, %s, {NOW} + %s) ON CONFLICT (conversation_id) DO UPDATE "
+                "SET replica = excluded.replica, expires_at = excluded.expires_at "
+                f"WHERE t.expires_at < {NOW} OR pg_try_advisory_xact_lock(t.replica) "
+                "RETURNING 1",
+                (conversation_id, self.replica, LEASE_SECONDS),
+            )
+            if await cursor.fetchone() is None:
+                raise ConversationBusy(conversation_id)
+        self._held.add(conversation_id)
+        return conversation
+
+    async def save_turn(
+        self,
+        conversation_id: str,
+        question: Message,
+        answer: Message,
+        *,
+        replacing: str | None = None,
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT 1 FROM active_turns WHERE conversation_id = %s AND replica = %s FOR UPDATE",
+                (conversation_id, self.replica),
+            )
+            if await cursor.fetchone() is None:  # deleted, or taken over: nothing to save
+                return False
+            if replacing is not None:
+                await conn.execute(
+                    "DELETE FROM messages WHERE conversation_id = %s AND seq >= "
+                    "(SELECT MIN(seq) FROM messages WHERE conversation_id = %s AND id = %s)",
+                    (conversation_id, conversation_id, replacing),
+                )
+            await conn.execute(
+                "INSERT INTO messages (id, conversation_id, role, content, created_at) "
+                f"VALUES (%s, %s, %s, %s, {NOW}), (%s, %s, %s, %s, {NOW})",
+                (
+                    *(question.id, conversation_id, question.role, question.content),
+                    *(answer.id, conversation_id, answer.role, answer.content),
+                ),
+            )
+            await conn.execute(
+                f"UPDATE conversations SET updated_at = {NOW} WHERE id = %s", (conversation_id,)
+            )
+            return True
+
+    async def end_turn(self, conversation_id: str) -> None:
+        self._held.discard(conversation_id)  # not renewed even if the delete fails: it expires
+        async with self._connection() as conn:
+            await conn.execute(
+                "DELETE FROM active_turns WHERE conversation_id = %s AND replica = %s",
+                (conversation_id, self.replica),
+            )
+
+    async def turn_running(self, conversation_id: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "SELECT 1 FROM active_turns WHERE conversation_id = %s "
+                f"AND expires_at >= {NOW} AND NOT pg_try_advisory_xact_lock(replica)",
+                (conversation_id,),
+            )
+            return await cursor.fetchone() is not None
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if not self._held:
+                continue
+            try:
+                async with self._connection() as conn:
+                    await conn.execute(
+                        f"UPDATE active_turns SET expires_at = {NOW} + %s "
+                        "WHERE replica = %s AND conversation_id = ANY(%s)",
+                        (LEASE_SECONDS, self.replica, list(self._held)),
+                    )
+            except StoreUnavailable as exc:
+                logger.warning("could not renew the claims of running turns: %s", exc)
