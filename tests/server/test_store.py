@@ -277,7 +277,8 @@ async def test_the_claim_of_a_replica_that_died(store: Store, database: Database
     dead_replica = 12345  # holds no lock: no such process
     raw(
         database,
-        "INSERT INTO active_turns (conversation_id, replica, expires_at) VALUES (?, ?, ?)",
+        "INSERT INTO active_turns (conversation_id, replica, claim, expires_at) "
+        "VALUES (?, ?, 'dead', ?)",
         (conversation_id, dead_replica, 4e9),  # a lease that runs out in 2096
     )
     if store.shared:

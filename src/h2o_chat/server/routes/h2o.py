@@ -49,6 +49,7 @@ BUSY = (
     "a turn of this conversation is still generating: wait for its answer to end, "
     "or stop it (POST /conversation/{id}/stop-generating)"
 )
+DATABASE_UNAVAILABLE = "database unavailable"
 SETTINGS_BOOLEANS = ("shareConversationsWithModelAuthors", "ethicsModalAccepted")
 
 
@@ -254,22 +255,26 @@ class _Turn:
                 )
         except StoreUnavailable as exc:
             logger.warning("the answer in %s was not saved: %s", self.conversation_id, exc)
-            self.unsaved = "database unavailable"
+            self.unsaved = DATABASE_UNAVAILABLE
             return
         if not saved:
             self.unsaved = "the conversation was deleted, or another turn took it over"
 
     async def end(self) -> None:
-        """Release the claim, once (a claim that cannot be released expires)."""
+        """Release the claim, once (one the database cannot release now goes when it can)."""
         if self._ended:
             return
         self._ended = True
         try:
             with anyio.CancelScope(shield=True):
-                await self.store.end_turn(self.conversation_id)
+                # after a failed save, do not make the answer wait for a second failure
+                defer = self.unsaved == DATABASE_UNAVAILABLE
+                await self.store.end_turn(self.conversation_id, defer=defer)
         except StoreUnavailable as exc:
             logger.warning(
-                "the turn of %s stays claimed until it expires: %s", self.conversation_id, exc
+                "the turn of %s is released once the database answers: %s",
+                self.conversation_id,
+                exc,
             )
 
 

@@ -34,11 +34,17 @@ connection of the pool for minutes (200 streams, 200 connections). A row costs t
 statements per turn, works the same in SQLite, and its lease (:data:`LEASE_SECONDS`,
 renewed every :data:`HEARTBEAT_SECONDS` for the claims a replica holds) frees the
 conversations of a replica that stopped renewing. PostgreSQL also frees them at once when
-the replica's process dies: see :mod:`.postgres`.
+the replica's process dies: see :mod:`.postgres`. A claim whose release failed (the database
+was away) is released again every :data:`RETRY_SECONDS` until it is, so an outage does not
+leave conversations busy for a lease (each claim has a token of its own, so such a late
+release never deletes a newer claim).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,10 +59,14 @@ import platformdirs
 SCHEMA_VERSION = 2
 LEASE_SECONDS = 30.0  # a claim nobody renewed for this long is free
 HEARTBEAT_SECONDS = LEASE_SECONDS / 3  # how often a replica renews its claims
+RETRY_SECONDS = 0.5  # how often a replica retries releasing a claim it could not release
+SETTLE_SECONDS = 5.0  # the longest a new turn waits for stale claims to be dropped
 UNTITLED = "Untitled"
 FALLBACK_TITLE_CHARS = 40  # of the first message, when the conversation has no title
 FIRST_MESSAGE_CHARS = 200  # of the first question, read for the list's titles
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+logger = logging.getLogger("h2o_chat.server")
 
 
 class StoreError(Exception):
@@ -284,8 +294,9 @@ class Store(Protocol):
         """
         ...
 
-    async def end_turn(self, conversation_id: str) -> None:
-        """Release this replica's claim on the conversation (nothing if it has none)."""
+    async def end_turn(self, conversation_id: str, *, defer: bool = False) -> None:
+        """Release this replica's claim on the conversation (nothing if it has none);
+        ``defer``: in the background (the database just failed to answer)."""
         ...
 
     async def turn_running(self, conversation_id: str) -> bool:
@@ -296,3 +307,134 @@ class Store(Protocol):
         """Ask the other replicas to stop the conversation's generations; whether the store
         reaches other replicas at all (SQLite does not)."""
         ...
+
+
+class TurnClaims:
+    """The claims of one replica (its random ``replica`` id): what both stores share.
+
+    Each claim carries a token of its own, so that deleting a claim that was left behind
+    never deletes a newer claim of the same conversation. A store implements :meth:`_claim`
+    (claim and read, in the database), :meth:`_renew` and :meth:`_release` (by token), and
+    runs :meth:`_keep_claims` in the background. A second turn of a conversation in this
+    process is refused here without a round trip; in the database a replica may take over
+    its own claim, which is then one left behind.
+    """
+
+    def __init__(self) -> None:
+        self.replica = secrets.randbits(62) + 1  # positive, fits PostgreSQL's BIGINT
+        self._running: dict[str, str] = {}  # conversation id -> the claim of its turn here
+        self._unreleased: set[str] = set()  # claims of ended turns not deleted yet: retried
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # clear while stale claims are being dropped
+        self._settled.set()
+
+    async def _claim(
+        self, session_id: str, conversation_id: str, claim: str
+    ) -> StoredConversation | None:
+        """Claim the session's conversation in the database and read it (see begin_turn)."""
+        raise NotImplementedError
+
+    async def _renew(self, claims: list[str]) -> None:
+        """Push the lease of these claims forward."""
+        raise NotImplementedError
+
+    async def _release(self, claims: list[str]) -> None:
+        """Delete these claims."""
+        raise NotImplementedError
+
+    async def begin_turn(self, session_id: str, conversation_id: str) -> StoredConversation | None:
+        """Claim the session's conversation for one turn and read it under the claim.
+
+        None if it does not exist; :class:`ConversationBusy` if a turn of it is running.
+        """
+        if not self._settled.is_set():
+            try:
+                await asyncio.wait_for(self._settled.wait(), SETTLE_SECONDS)
+            except TimeoutError:
+                raise StoreUnavailable("database unavailable: claims not settled") from None
+        if conversation_id in self._running:
+            raise ConversationBusy(conversation_id)
+        claim = self._running[conversation_id] = secrets.token_hex(8)
+        try:
+            conversation = await self._claim(session_id, conversation_id, claim)
+        except ConversationBusy:
+            del self._running[conversation_id]
+            raise
+        except BaseException:  # it may have been claimed all the same
+            del self._running[conversation_id]
+            self._left_behind(claim)
+            raise
+        if conversation is None:
+            del self._running[conversation_id]
+        return conversation
+
+    def _claim_of(self, conversation_id: str) -> str | None:
+        """The claim of the turn of the conversation running here, if any."""
+        return self._running.get(conversation_id)
+
+    async def end_turn(self, conversation_id: str, *, defer: bool = False) -> None:
+        """Release this replica's claim on the conversation (nothing if it has none);
+        ``defer``: in the background (the database just failed to answer)."""
+        claim = self._running.pop(conversation_id, None)
+        if claim is None:
+            return
+        if defer:
+            self._left_behind(claim)
+            return
+        try:
+            await self._release([claim])
+        except BaseException:
+            self._left_behind(claim)
+            raise
+
+    def _left_behind(self, claim: str) -> None:
+        self._unreleased.add(claim)
+        self._wake.set()
+
+    async def _keep_claims(self) -> None:
+        """Renew the running turns' claims every HEARTBEAT_SECONDS; retry failed releases."""
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + HEARTBEAT_SECONDS
+        while True:
+            wait = RETRY_SECONDS if self._unreleased else renew_at - loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
+            self._wake.clear()
+            try:
+                await self._release_left_behind(self._release)
+                if loop.time() >= renew_at:
+                    renew_at = loop.time() + HEARTBEAT_SECONDS
+                    if self._running:
+                        await self._renew(list(self._running.values()))
+            except StoreUnavailable as exc:
+                logger.debug("claims not renewed or released yet: %s", exc)
+
+    async def _release_left_behind(self, release: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Delete, with ``release``, the claims that failed releases left behind."""
+        claims = set(self._unreleased)
+        if claims:
+            await release(list(claims))
+            self._unreleased -= claims
+
+    async def _drop_stale_claims(
+        self, delete_all_but: Callable[[list[str]], Awaitable[None]]
+    ) -> None:
+        """Delete, with ``delete_all_but(running)``, every claim of this replica but those of
+        its running turns: after an outage, before other replicas can see this one alive
+        again. New turns here wait until it is done."""
+        self._settled.clear()
+        try:
+            stale = set(self._unreleased)  # ended, so not among the running: deleted below
+            await delete_all_but(list(self._running.values()))
+            self._unreleased -= stale
+        finally:
+            self._settled.set()
+
+    async def _release_all(self) -> None:
+        """On close: release every claim still held (best effort)."""
+        claims = [*self._running.values(), *self._unreleased]
+        self._running.clear()
+        self._unreleased.clear()
+        if claims:
+            with contextlib.suppress(StoreUnavailable):
+                await self._release(claims)

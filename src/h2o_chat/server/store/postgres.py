@@ -13,7 +13,12 @@ one dedicated connection that
 - holds a session advisory lock keyed by the replica id, for as long as the process lives.
   A turn's claim (``active_turns``, see :mod:`.base`) whose owner's lock can be taken
   (``pg_try_advisory_xact_lock``) belongs to a dead replica: its connection closed when the
-  process died, and the claim is free at once rather than when its lease runs out.
+  process died, and the claim is free at once rather than when its lease runs out. After
+  an outage (the database restarted: every lock is gone) the connection first deletes the
+  replica's claims but those of its running turns (the ones it could not release during
+  the outage), then takes its lock again, so that no other replica finds them alive (409).
+  It also retries, every :data:`LISTEN_RETRY_SECONDS`, the releases that failed since, as it
+  is up again before the pool has reconnected.
 
 **Outages.** A statement that cannot get a working connection within :data:`WAIT_SECONDS`
 raises :class:`StoreUnavailable` (the app answers 503). The pool checks each connection
@@ -27,8 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -38,7 +43,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from h2o_chat.server.store.base import (
     FIRST_MESSAGE_CHARS,
-    HEARTBEAT_SECONDS,
     LEASE_SECONDS,
     SCHEMA_VERSION,
     ConversationBusy,
@@ -48,6 +52,7 @@ from h2o_chat.server.store.base import (
     StopHandler,
     StoredConversation,
     StoreUnavailable,
+    TurnClaims,
     check_schema,
     new_conversation_id,
 )
@@ -93,7 +98,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: the claims of running turns (one turn at a time per conversation)
         "CREATE TABLE active_turns ("
         " conversation_id TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,"
-        " replica BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+        " replica BIGINT NOT NULL, claim TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -105,14 +110,14 @@ def _unavailable(exc: psycopg.Error) -> StoreUnavailable:
     return StoreUnavailable(f"database unavailable: {' '.join(str(exc).split())}")
 
 
-class PostgresStore:
+class PostgresStore(TurnClaims):
     """The store in the PostgreSQL database at ``database.url``: open with :meth:`open`."""
 
     shared = True
 
     def __init__(self, database: PostgresDatabase, on_stop: StopHandler) -> None:
+        super().__init__()
         self.database = database
-        self.replica = secrets.randbits(62) + 1
         self._on_stop = on_stop
         self._pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             database.url,
@@ -125,7 +130,6 @@ class PostgresStore:
             check=AsyncConnectionPool.check_connection,
             name="h2o-chat",
         )
-        self._held: set[str] = set()  # conversations this replica claims
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listening = asyncio.Event()
 
@@ -133,12 +137,19 @@ class PostgresStore:
     async def open(cls, database: PostgresDatabase, on_stop: StopHandler) -> PostgresStore:
         """Connect, migrate and start listening; :class:`StoreUnavailable` if the database
         cannot be reached, :class:`SchemaTooNewError` if it is newer than this code."""
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:  # its every reconnection attempt, in 3 lines
+            pool_log.setLevel(logging.ERROR)  # our own: the outage once, its end once
         store = cls(database, on_stop)
         try:
-            try:
+            try:  # one connection first: its error says why (the pool's only that it timed out)
+                await (
+                    await psycopg.AsyncConnection.connect(database.url, **CONNECTION_OPTIONS)
+                ).close()
                 await store._pool.open(wait=True, timeout=WAIT_SECONDS)
             except psycopg.OperationalError as exc:
-                raise StoreUnavailable(f"cannot reach the database {database}: {exc}") from exc
+                reason = " ".join(str(exc).split())
+                raise StoreUnavailable(f"cannot reach the database {database}: {reason}") from exc
             await store._migrate()
             store._spawn(store._listen_forever())
             try:
@@ -148,7 +159,7 @@ class PostgresStore:
         except BaseException:
             await store.close()
             raise
-        store._spawn(store._renew_forever())
+        store._spawn(store._keep_claims())
         return store
 
     def _spawn(self, coroutine: Any) -> None:
@@ -186,13 +197,8 @@ class PostgresStore:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._held and not self._pool.closed:
-            with contextlib.suppress(StoreUnavailable):
-                async with self._connection() as conn:
-                    await conn.execute(
-                        "DELETE FROM active_turns WHERE replica = %s", (self.replica,)
-                    )
-        self._held.clear()
+        if not self._pool.closed:
+            await self._release_all()
         await self._pool.close()
 
     # -- stop-generating across replicas, and this replica's liveness
@@ -206,13 +212,18 @@ class PostgresStore:
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {STOP_CHANNEL}")
+                    await self._drop_stale_claims(functools.partial(self._delete_all_but, conn))
                     await conn.execute("SELECT pg_advisory_lock(%s)", (self.replica,))
                     if lost:
                         logger.warning("database reachable again")
                         lost = False
                     self._listening.set()
-                    async for notify in conn.notifies():
-                        self._spawn(self._on_stop(notify.payload))
+                    while True:  # the claims failed releases left behind go on this connection
+                        async for notify in conn.notifies(timeout=LISTEN_RETRY_SECONDS):
+                            self._spawn(self._on_stop(notify.payload))
+                        await self._release_left_behind(
+                            functools.partial(self._delete_claims, conn)
+                        )
             except psycopg.Error as exc:
                 if not lost:
                     logger.warning("%s; reconnecting", _unavailable(exc))
@@ -300,25 +311,27 @@ class PostgresStore:
 
     # -- turns
 
-    async def begin_turn(self, session_id: str, conversation_id: str) -> StoredConversation | None:
+    async def _claim(
+        self, session_id: str, conversation_id: str, claim: str
+    ) -> StoredConversation | None:
         async with self._connection() as conn, conn.transaction():
             # KEY SHARE: the conversation cannot be deleted before the claim refers to it
             conversation = await self._read(conn, session_id, conversation_id, "FOR KEY SHARE")
             if conversation is None:
                 return None
-            # Taken over only from a claim whose lease ran out or whose replica is gone
-            # (its advisory lock is free; the transaction's own hold ends at commit).
+            # Taken over only from a claim whose lease ran out, that this replica left behind,
+            # or whose replica is gone (its advisory lock is free; the transaction's own hold
+            # of it ends at commit).
             cursor = await conn.execute(
-                "INSERT INTO active_turns AS t (conversation_id, replica, expires_at) "
-                f"VALUES (%s, %s, {NOW} + %s) ON CONFLICT (conversation_id) DO UPDATE "
-                "SET replica = excluded.replica, expires_at = excluded.expires_at "
-                f"WHERE t.expires_at < {NOW} OR pg_try_advisory_xact_lock(t.replica) "
-                "RETURNING 1",
-                (conversation_id, self.replica, LEASE_SECONDS),
+                "INSERT INTO active_turns AS t (conversation_id, replica, claim, expires_at) "
+                f"VALUES (%s, %s, %s, {NOW} + %s) ON CONFLICT (conversation_id) DO UPDATE "
+                "SET replica = excluded.replica, claim = excluded.claim, "
+                f"expires_at = excluded.expires_at WHERE t.expires_at < {NOW} "
+                "OR t.replica = %s OR pg_try_advisory_xact_lock(t.replica) RETURNING 1",
+                (conversation_id, self.replica, claim, LEASE_SECONDS, self.replica),
             )
             if await cursor.fetchone() is None:
                 raise ConversationBusy(conversation_id)
-        self._held.add(conversation_id)
         return conversation
 
     async def save_turn(
@@ -329,10 +342,13 @@ class PostgresStore:
         *,
         replacing: str | None = None,
     ) -> bool:
+        claim = self._claim_of(conversation_id)
+        if claim is None:  # no turn of it runs here
+            return False
         async with self._connection() as conn, conn.transaction():
             cursor = await conn.execute(
-                "SELECT 1 FROM active_turns WHERE conversation_id = %s AND replica = %s FOR UPDATE",
-                (conversation_id, self.replica),
+                "SELECT 1 FROM active_turns WHERE conversation_id = %s AND claim = %s FOR UPDATE",
+                (conversation_id, claim),
             )
             if await cursor.fetchone() is None:  # deleted, or taken over: nothing to save
                 return False
@@ -355,12 +371,25 @@ class PostgresStore:
             )
             return True
 
-    async def end_turn(self, conversation_id: str) -> None:
-        self._held.discard(conversation_id)  # not renewed even if the delete fails: it expires
+    async def _release(self, claims: list[str]) -> None:
+        async with self._connection() as conn:
+            await self._delete_claims(conn, claims)
+
+    @staticmethod
+    async def _delete_claims(conn: Connection, claims: list[str]) -> None:
+        await conn.execute("DELETE FROM active_turns WHERE claim = ANY(%s)", (claims,))
+
+    async def _delete_all_but(self, conn: Connection, running: list[str]) -> None:
+        await conn.execute(
+            "DELETE FROM active_turns WHERE replica = %s AND NOT claim = ANY(%s)",
+            (self.replica, running),
+        )
+
+    async def _renew(self, claims: list[str]) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                "DELETE FROM active_turns WHERE conversation_id = %s AND replica = %s",
-                (conversation_id, self.replica),
+                f"UPDATE active_turns SET expires_at = {NOW} + %s WHERE claim = ANY(%s)",
+                (LEASE_SECONDS, claims),
             )
 
     async def turn_running(self, conversation_id: str) -> bool:
@@ -371,18 +400,3 @@ class PostgresStore:
                 (conversation_id,),
             )
             return await cursor.fetchone() is not None
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if not self._held:
-                continue
-            try:
-                async with self._connection() as conn:
-                    await conn.execute(
-                        f"UPDATE active_turns SET expires_at = {NOW} + %s "
-                        "WHERE replica = %s AND conversation_id = ANY(%s)",
-                        (LEASE_SECONDS, self.replica, list(self._held)),
-                    )
-            except StoreUnavailable as exc:
-                logger.warning("could not renew the claims of running turns: %s", exc)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -30,7 +29,6 @@ import orjson
 
 from h2o_chat.server.store.base import (
     FIRST_MESSAGE_CHARS,
-    HEARTBEAT_SECONDS,
     LEASE_SECONDS,
     SCHEMA_VERSION,
     ConversationBusy,
@@ -38,6 +36,7 @@ from h2o_chat.server.store.base import (
     Message,
     StoredConversation,
     StoreUnavailable,
+    TurnClaims,
     check_schema,
     new_conversation_id,
 )
@@ -88,6 +87,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE active_turns ("
         " conversation_id TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,"
         " replica INTEGER NOT NULL,"
+        " claim TEXT NOT NULL,"
         " expires_at REAL NOT NULL)",
     ),
 )
@@ -108,7 +108,7 @@ def _on_thread(
     return awaited
 
 
-class SQLiteStore:
+class SQLiteStore(TurnClaims):
     """The store in the SQLite file at ``path``: open with :meth:`open`.
 
     The methods marked ``@_on_thread`` are written as plain SQLite code and run on the
@@ -118,11 +118,10 @@ class SQLiteStore:
     shared = False
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
-        self.replica = secrets.randbits(62) + 1  # this process, in active_turns
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="h2o-chat-sqlite")
         self._db: sqlite3.Connection | None = None
-        self._held: set[str] = set()  # conversations this process claims
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -135,7 +134,7 @@ class SQLiteStore:
         except BaseException:
             store._executor.shutdown(wait=False)
             raise
-        store._heartbeat = asyncio.create_task(store._renew_forever())
+        store._heartbeat = asyncio.create_task(store._keep_claims())
         return store
 
     async def _run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -191,8 +190,6 @@ class SQLiteStore:
 
     def _close(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("DELETE FROM active_turns WHERE replica = ?", (self.replica,))
             self._db.close()
             self._db = None
 
@@ -260,7 +257,9 @@ class SQLiteStore:
         )
         return cursor.rowcount > 0
 
-    def _begin_turn(self, session_id: str, conversation_id: str) -> StoredConversation | None:
+    def _claim_on_thread(
+        self, session_id: str, conversation_id: str, claim: str
+    ) -> StoredConversation | None:
         db = self._conn
         with db:
             db.execute("BEGIN IMMEDIATE")
@@ -271,33 +270,35 @@ class SQLiteStore:
             if owned is None:
                 return None
             now = time.time()
+            # Taken over only from a claim whose lease ran out or that this process left behind
             claimed = db.execute(
-                "INSERT INTO active_turns (conversation_id, replica, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (conversation_id) DO UPDATE SET replica = excluded.replica, "
-                "expires_at = excluded.expires_at WHERE active_turns.expires_at < ? RETURNING 1",
-                (conversation_id, self.replica, now + LEASE_SECONDS, now),
+                "INSERT INTO active_turns (conversation_id, replica, claim, expires_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET "
+                "replica = excluded.replica, claim = excluded.claim, "
+                "expires_at = excluded.expires_at "
+                "WHERE active_turns.expires_at < ? OR active_turns.replica = ? RETURNING 1",
+                (conversation_id, self.replica, claim, now + LEASE_SECONDS, now, self.replica),
             ).fetchall()
             if not claimed:
                 raise ConversationBusy(conversation_id)
             return self._read(session_id, conversation_id)
 
-    @_on_thread
-    def save_turn(
+    def _save_turn(
         self,
         conversation_id: str,
+        claim: str,
         question: Message,
         answer: Message,
-        *,
-        replacing: str | None = None,
+        replacing: str | None,
     ) -> bool:
         db = self._conn
         with db:  # one transaction
             db.execute("BEGIN IMMEDIATE")
-            claim = db.execute(
-                "SELECT 1 FROM active_turns WHERE conversation_id = ? AND replica = ?",
-                (conversation_id, self.replica),
+            held = db.execute(
+                "SELECT 1 FROM active_turns WHERE conversation_id = ? AND claim = ?",
+                (conversation_id, claim),
             ).fetchone()
-            if claim is None:  # deleted, or the lease ran out and another turn took it
+            if held is None:  # deleted, or the lease ran out and another turn took it
                 return False
             if replacing is not None:
                 db.execute(
@@ -316,11 +317,21 @@ class SQLiteStore:
             )
             return True
 
-    def _end_turn(self, conversation_id: str) -> None:
-        self._conn.execute(
-            "DELETE FROM active_turns WHERE conversation_id = ? AND replica = ?",
-            (conversation_id, self.replica),
-        )
+    def _release_on_thread(self, claims: list[str]) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "DELETE FROM active_turns WHERE claim = ?", [(claim,) for claim in claims]
+            )
+
+    def _renew_on_thread(self, claims: list[str]) -> None:
+        expires = time.time() + LEASE_SECONDS
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "UPDATE active_turns SET expires_at = ? WHERE claim = ?",
+                [(expires, claim) for claim in claims],
+            )
 
     @_on_thread
     def turn_running(self, conversation_id: str) -> bool:
@@ -329,15 +340,6 @@ class SQLiteStore:
             (conversation_id, time.time()),
         ).fetchone()
         return row is not None
-
-    def _renew(self, conversation_ids: list[str]) -> None:
-        expires = time.time() + LEASE_SECONDS
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
-                "UPDATE active_turns SET expires_at = ? WHERE conversation_id = ? AND replica = ?",
-                [(expires, conversation_id, self.replica) for conversation_id in conversation_ids],
-            )
 
     # -- the interface, on the event loop
 
@@ -351,28 +353,34 @@ class SQLiteStore:
                 await self._heartbeat
             self._heartbeat = None
         try:
+            await self._release_all()
             await self._run(self._close)
         finally:
             self._executor.shutdown(wait=True)
 
-    async def begin_turn(self, session_id: str, conversation_id: str) -> StoredConversation | None:
-        conversation = await self._run(self._begin_turn, session_id, conversation_id)
-        if conversation is not None:
-            self._held.add(conversation_id)
-        return conversation
+    async def _claim(
+        self, session_id: str, conversation_id: str, claim: str
+    ) -> StoredConversation | None:
+        return await self._run(self._claim_on_thread, session_id, conversation_id, claim)
 
-    async def end_turn(self, conversation_id: str) -> None:
-        self._held.discard(conversation_id)  # not renewed even if the delete fails: it expires
-        await self._run(self._end_turn, conversation_id)
+    async def save_turn(
+        self,
+        conversation_id: str,
+        question: Message,
+        answer: Message,
+        *,
+        replacing: str | None = None,
+    ) -> bool:
+        claim = self._claim_of(conversation_id)
+        if claim is None:  # no turn of it runs here
+            return False
+        return await self._run(self._save_turn, conversation_id, claim, question, answer, replacing)
+
+    async def _renew(self, claims: list[str]) -> None:
+        await self._run(self._renew_on_thread, claims)
+
+    async def _release(self, claims: list[str]) -> None:
+        await self._run(self._release_on_thread, claims)
 
     async def request_stop(self, conversation_id: str) -> bool:
         return False  # no other process to reach
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            if self._held:
-                try:
-                    await self._run(self._renew, list(self._held))
-                except StoreUnavailable as exc:
-                    logger.warning("could not renew the claims of running turns: %s", exc)
