@@ -9,7 +9,8 @@ repository, see :data:`tests.support.servers.IMPORTABLE`). Two families:
   :func:`trapped`): numbered tokens ``" n0" " n1" ...``; every token and the way the answer
   ended are appended, as JSON lines, to the file named by ``$H2O_RELIABILITY_TRACE``, tagged
   with the last user message, so that a test can tell exactly how much was generated and
-  when generation stopped.
+  when generation stopped; :func:`recalling` (the replica tests') answers with the history,
+  then numbered tokens.
 
 :class:`Scripted` is for the unit tests: it yields the tokens it is given.
 """
@@ -192,6 +193,28 @@ class Trapped(Numbered):
             return await lookup(self, session_id, conversation_id)
 
         SQLiteStore.conversation = conversation
+
+
+class Recalling(Numbered):
+    """The replica tests' engine: the conversation it was given, one ``role:words`` token per
+    message (as :class:`Transcript`), so an answer shows the history the server read; then,
+    for a message that starts with ``long``, numbered tokens every tick (as :class:`Numbered`,
+    traced) until ``max_new_tokens``; else the end token at once."""
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        messages = job.request.messages
+        for index, message in enumerate(messages):
+            words = "_".join(message.content.split())
+            yield BackendToken(index + 1, f"{' ' if index else ''}{message.role}:{words}")
+        if messages[-1].content.startswith("long"):
+            async for token in super().stream(job):
+                yield token
+        else:
+            yield BackendToken(0, "", eos=True)
+
+
+def recalling(model_id: str) -> Recalling:
+    return Recalling()
 
 
 def traced_slow(model_id: str) -> Numbered:
