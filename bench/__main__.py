@@ -14,6 +14,7 @@ from bench import (
     Bench,
     concurrency,
     embedded,
+    replicas,
     report,
     roundtrips,
     server_load,
@@ -22,7 +23,16 @@ from bench import (
     uploads,
 )
 
-MEASUREMENTS = (throughput, roundtrips, ttft, concurrency, server_load, embedded, uploads)
+MEASUREMENTS = (
+    throughput,
+    roundtrips,
+    ttft,
+    concurrency,
+    server_load,
+    embedded,
+    uploads,
+    replicas,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
