@@ -147,19 +147,20 @@ class Runtime:
         here, and as long again for a turn on another replica.
         """
         stopped = await self._stop_here(conversation_id)
-        if await self.store.request_stop(conversation_id):
-            stopped = await self._wait_elsewhere(conversation_id) or stopped
+        if self.store.shared:  # it may run on another replica: asked first, then told
+            elsewhere = await self.store.turn_running(conversation_id)
+            await self.store.request_stop(conversation_id)
+            if elsewhere:
+                await self._wait_elsewhere(conversation_id)
+                stopped = True
         return stopped
 
-    async def _wait_elsewhere(self, conversation_id: str) -> bool:
-        """Whether a turn of the conversation was running on another replica; returns once it
-        has ended (its claim released after its answer was saved)."""
-        seen = False
+    async def _wait_elsewhere(self, conversation_id: str) -> None:
+        """Return once the conversation's turn on another replica has ended (its claim is
+        released after its answer was saved)."""
         with anyio.move_on_after(STOP_WAIT_SECONDS):
             while await self.store.turn_running(conversation_id):
-                seen = True
                 await anyio.sleep(STOP_POLL_SECONDS)
-        return seen
 
     async def _stop_here(self, conversation_id: str) -> bool:
         """Stop the conversation's generations in this process (and wait for them)."""

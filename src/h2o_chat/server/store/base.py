@@ -303,9 +303,9 @@ class Store(Protocol):
         """Whether a live claim on the conversation exists, on any replica."""
         ...
 
-    async def request_stop(self, conversation_id: str) -> bool:
-        """Ask the other replicas to stop the conversation's generations; whether the store
-        reaches other replicas at all (SQLite does not)."""
+    async def request_stop(self, conversation_id: str) -> None:
+        """Ask the other replicas to stop the conversation's generations (a shared store;
+        SQLite has no other replica to reach)."""
         ...
 
 

@@ -20,12 +20,16 @@ one dedicated connection that
   It also retries, every :data:`LISTEN_RETRY_SECONDS`, the releases that failed since, as it
   is up again before the pool has reconnected.
 
+**Round trips.** A turn costs four: the conversation read, the claim with the read under it,
+the save, the release; the statements of each go in one pipeline.
+
 **Outages.** A statement that cannot get a working connection within :data:`WAIT_SECONDS`
-raises :class:`StoreUnavailable` (the app answers 503). The pool checks each connection
-before handing it out, and gives up a reconnection attempt after
-:data:`RECONNECT_SECONDS`, so that once the database is back the next request connects
-afresh instead of waiting out a long backoff. The listening connection reconnects on its own
-every :data:`LISTEN_RETRY_SECONDS` and logs the outage once, and its return once.
+raises :class:`StoreUnavailable` (the app answers 503); so does one whose connection the
+outage broke. The pool gives up a reconnection attempt after :data:`RECONNECT_SECONDS`, so
+that once the database is back the next request connects afresh instead of waiting out a
+long backoff. The listening connection reconnects on its own every
+:data:`LISTEN_RETRY_SECONDS`, logs the outage once and its end once, and then has the pool
+drop the connections the outage broke (rather than checking each one before every use).
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 
 
 def _unavailable(exc: psycopg.Error) -> StoreUnavailable:
@@ -127,7 +132,6 @@ class PostgresStore(TurnClaims):
             open=False,
             timeout=WAIT_SECONDS,
             reconnect_timeout=RECONNECT_SECONDS,
-            check=AsyncConnectionPool.check_connection,
             name="h2o-chat",
         )
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -217,6 +221,7 @@ class PostgresStore(TurnClaims):
                     if lost:
                         logger.warning("database reachable again")
                         lost = False
+                        await self._pool.check()  # drop the pool's connections it broke
                     self._listening.set()
                     while True:  # the claims failed releases left behind go on this connection
                         async for notify in conn.notifies(timeout=LISTEN_RETRY_SECONDS):
@@ -230,10 +235,9 @@ class PostgresStore(TurnClaims):
                     lost = True
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
-    async def request_stop(self, conversation_id: str) -> bool:
+    async def request_stop(self, conversation_id: str) -> None:
         async with self._connection() as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (STOP_CHANNEL, conversation_id))
-        return True
 
     # -- sessions and conversations
 
@@ -271,25 +275,34 @@ class PostgresStore(TurnClaims):
         self, session_id: str, conversation_id: str
     ) -> StoredConversation | None:
         async with self._connection() as conn:
-            return await self._read(conn, session_id, conversation_id)
+            async with conn.pipeline():
+                head, body = await self._queue_read(conn, session_id, conversation_id)
+            return await self._read(conversation_id, head, body)
 
     @staticmethod
-    async def _read(
-        conn: Connection, session_id: str, conversation_id: str, lock: str = ""
-    ) -> StoredConversation | None:
-        cursor = await conn.execute(
+    async def _queue_read(
+        conn: Connection, session_id: str, conversation_id: str
+    ) -> tuple[Cursor, Cursor]:
+        """The conversation's statements, sent (in a pipeline) but not yet read."""
+        head = await conn.execute(
             "SELECT model, preprompt, title, updated_at FROM conversations "
-            f"WHERE id = %s AND session_id = %s {lock}",
+            "WHERE id = %s AND session_id = %s",
             (conversation_id, session_id),
         )
-        row = await cursor.fetchone()
+        body = await conn.execute(
+            "SELECT m.id, role, content FROM messages m JOIN conversations c "
+            "ON c.id = m.conversation_id WHERE m.conversation_id = %s AND c.session_id = %s "
+            "ORDER BY seq",
+            (conversation_id, session_id),
+        )
+        return head, body
+
+    @staticmethod
+    async def _read(conversation_id: str, head: Cursor, body: Cursor) -> StoredConversation | None:
+        row = await head.fetchone()
         if row is None:
             return None
-        cursor = await conn.execute(
-            "SELECT id, role, content FROM messages WHERE conversation_id = %s ORDER BY seq",
-            (conversation_id,),
-        )
-        messages = tuple(Message(*m) for m in await cursor.fetchall())
+        messages = tuple(Message(*m) for m in await body.fetchall())
         model, preprompt, title, updated_at = row
         return StoredConversation(conversation_id, model, preprompt, messages, title, updated_at)
 
@@ -314,25 +327,26 @@ class PostgresStore(TurnClaims):
     async def _claim(
         self, session_id: str, conversation_id: str, claim: str
     ) -> StoredConversation | None:
-        async with self._connection() as conn, conn.transaction():
-            # KEY SHARE: the conversation cannot be deleted before the claim refers to it
-            conversation = await self._read(conn, session_id, conversation_id, "FOR KEY SHARE")
-            if conversation is None:
-                return None
-            # Taken over only from a claim whose lease ran out, that this replica left behind,
-            # or whose replica is gone (its advisory lock is free; the transaction's own hold
-            # of it ends at commit).
-            cursor = await conn.execute(
-                "INSERT INTO active_turns AS t (conversation_id, replica, claim, expires_at) "
-                f"VALUES (%s, %s, %s, {NOW} + %s) ON CONFLICT (conversation_id) DO UPDATE "
-                "SET replica = excluded.replica, claim = excluded.claim, "
-                f"expires_at = excluded.expires_at WHERE t.expires_at < {NOW} "
-                "OR t.replica = %s OR pg_try_advisory_xact_lock(t.replica) RETURNING 1",
-                (conversation_id, self.replica, claim, LEASE_SECONDS, self.replica),
-            )
-            if await cursor.fetchone() is None:
+        # One round trip: the claim (only for the session's own conversation), then the
+        # conversation as it stands under it. A claim is taken over only from one whose
+        # lease ran out, that this replica left behind, or whose replica is gone (its
+        # advisory lock is free; the transaction's own hold of it ends at commit).
+        async with self._connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                claimed = await conn.execute(
+                    "INSERT INTO active_turns AS t (conversation_id, replica, claim, expires_at) "
+                    f"SELECT id, %s, %s, {NOW} + %s FROM conversations "
+                    "WHERE id = %s AND session_id = %s ON CONFLICT (conversation_id) DO UPDATE "
+                    "SET replica = excluded.replica, claim = excluded.claim, "
+                    f"expires_at = excluded.expires_at WHERE t.expires_at < {NOW} "
+                    "OR t.replica = %s OR pg_try_advisory_xact_lock(t.replica) RETURNING 1",
+                    (self.replica, claim, LEASE_SECONDS, conversation_id, session_id, self.replica),
+                )
+                head, body = await self._queue_read(conn, session_id, conversation_id)
+            conversation = await self._read(conversation_id, head, body)
+            if conversation is not None and await claimed.fetchone() is None:
                 raise ConversationBusy(conversation_id)
-        return conversation
+            return conversation
 
     async def save_turn(
         self,
@@ -345,31 +359,40 @@ class PostgresStore(TurnClaims):
         claim = self._claim_of(conversation_id)
         if claim is None:  # no turn of it runs here
             return False
-        async with self._connection() as conn, conn.transaction():
-            cursor = await conn.execute(
-                "SELECT 1 FROM active_turns WHERE conversation_id = %s AND claim = %s FOR UPDATE",
-                (conversation_id, claim),
-            )
-            if await cursor.fetchone() is None:  # deleted, or taken over: nothing to save
-                return False
-            if replacing is not None:
+        # One round trip: each change only while the claim (locked first) is this turn's.
+        held = "EXISTS (SELECT 1 FROM active_turns WHERE conversation_id = %s AND claim = %s)"
+        async with self._connection() as conn:
+            async with conn.pipeline(), conn.transaction():
                 await conn.execute(
-                    "DELETE FROM messages WHERE conversation_id = %s AND seq >= "
-                    "(SELECT MIN(seq) FROM messages WHERE conversation_id = %s AND id = %s)",
-                    (conversation_id, conversation_id, replacing),
+                    "SELECT 1 FROM active_turns WHERE conversation_id = %s AND claim = %s "
+                    "FOR UPDATE",
+                    (conversation_id, claim),
                 )
-            await conn.execute(
-                "INSERT INTO messages (id, conversation_id, role, content, created_at) "
-                f"VALUES (%s, %s, %s, %s, {NOW}), (%s, %s, %s, %s, {NOW})",
-                (
-                    *(question.id, conversation_id, question.role, question.content),
-                    *(answer.id, conversation_id, answer.role, answer.content),
-                ),
-            )
-            await conn.execute(
-                f"UPDATE conversations SET updated_at = {NOW} WHERE id = %s", (conversation_id,)
-            )
-            return True
+                if replacing is not None:
+                    await conn.execute(
+                        "DELETE FROM messages WHERE conversation_id = %s AND seq >= "
+                        "(SELECT MIN(seq) FROM messages WHERE conversation_id = %s AND id = %s) "
+                        f"AND {held}",
+                        (conversation_id, conversation_id, replacing, conversation_id, claim),
+                    )
+                await conn.execute(
+                    "INSERT INTO messages (id, conversation_id, role, content, created_at) "
+                    f"SELECT v.id, %s, v.role, v.content, {NOW} FROM (VALUES (1, %s, %s, %s), "
+                    f"(2, %s, %s, %s)) AS v (n, id, role, content) WHERE {held} ORDER BY v.n",
+                    (
+                        conversation_id,
+                        *(question.id, question.role, question.content),
+                        *(answer.id, answer.role, answer.content),
+                        *(conversation_id, claim),
+                    ),
+                )
+                updated = await conn.execute(
+                    f"UPDATE conversations SET updated_at = {NOW} WHERE id = %s AND {held} "
+                    "RETURNING 1",
+                    (conversation_id, conversation_id, claim),
+                )
+            # not ours any more: deleted, or taken over; nothing was saved
+            return await updated.fetchone() is not None
 
     async def _release(self, claims: list[str]) -> None:
         async with self._connection() as conn:

@@ -382,5 +382,5 @@ class SQLiteStore(TurnClaims):
     async def _release(self, claims: list[str]) -> None:
         await self._run(self._release_on_thread, claims)
 
-    async def request_stop(self, conversation_id: str) -> bool:
-        return False  # no other process to reach
+    async def request_stop(self, conversation_id: str) -> None:
+        return None  # no other process to reach
