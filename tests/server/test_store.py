@@ -31,15 +31,17 @@ from h2o_chat.server.store.base import (
     SchemaTooNewError,
     SQLiteDatabase,
     Store,
+    StoredConversation,
+    StoreUnavailable,
+    TurnClaims,
     new_message,
 )
-from tests.support.postgres import Cluster
+from tests.support.postgres import STORES, Cluster
 
-KINDS = ["sqlite", "postgresql"]
 Open = Callable[..., Awaitable[Store]]  # opens another replica's store on the database
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=STORES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """An empty database of each kind."""
     if request.param == "sqlite":
@@ -49,7 +51,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 
 
 class Replica:
-    """A store opened on ``database``, recording the stop requests it receives."""
+    """A replica's runtime, as far as its store sees it: the stop requests it receives."""
 
     def __init__(self) -> None:
         self.stops: list[str] = []
@@ -478,3 +480,88 @@ async def test_sqlite_waits_for_a_locked_file_off_the_event_loop(tmp_path: Path)
         release.set()
         await asyncio.to_thread(holder.join)
         await store.close()
+
+
+# -- the claims' bookkeeping, over a table in memory whose database can be taken away
+
+
+class Flaky(TurnClaims):
+    """TurnClaims over ``rows`` (conversation -> (replica, claim)); ``down`` fails every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[int, str]] = {}
+        self.down = False
+
+    def _reach(self) -> None:
+        if self.down:
+            raise StoreUnavailable("database unavailable: down for the test")
+
+    async def _claim(
+        self, session_id: str, conversation_id: str, claim: str
+    ) -> StoredConversation | None:
+        self._reach()
+        owner = self.rows.get(conversation_id)
+        if owner is not None and owner[0] != self.replica:
+            raise ConversationBusy(conversation_id)
+        self.rows[conversation_id] = (self.replica, claim)
+        return StoredConversation(conversation_id, "echo", None, ())
+
+    async def _renew(self, claims: list[str]) -> None:
+        self._reach()
+
+    async def _release(self, claims: list[str]) -> None:
+        self._reach()
+        for conversation_id, (_, claim) in list(self.rows.items()):
+            if claim in claims:
+                del self.rows[conversation_id]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+async def test_a_second_turn_here_is_refused_without_asking_the_database() -> None:
+    claims = Flaky()
+    assert await claims.begin_turn("s", "x") is not None
+    claims.down = True
+    with pytest.raises(ConversationBusy):
+        await claims.begin_turn("s", "x")
+
+
+async def test_a_failed_release_is_retried_and_never_deletes_a_newer_claim() -> None:
+    claims = Flaky()
+    keeper = asyncio.create_task(claims._keep_claims())
+    try:
+        assert await claims.begin_turn("s", "x") is not None
+        first = claims.rows["x"][1]
+        claims.down = True
+        with pytest.raises(StoreUnavailable):
+            await claims.end_turn("x")
+        assert claims.rows["x"][1] == first  # left behind
+        claims.down = False
+        assert await claims.begin_turn("s", "x") is not None  # its own: taken over
+        second = claims.rows["x"][1]
+        assert second != first
+        await until(lambda: not claims._unreleased)  # the late release of the first...
+        assert claims.rows["x"][1] == second  # ...left the new claim alone
+        await claims.end_turn("x")
+        assert claims.rows == {}
+    finally:
+        keeper.cancel()
+
+
+async def test_a_deferred_release_goes_in_the_background() -> None:
+    claims = Flaky()
+    keeper = asyncio.create_task(claims._keep_claims())
+    try:
+        assert await claims.begin_turn("s", "x") is not None
+        claims.down = True
+        await claims.end_turn("x", defer=True)  # no second wait on a database just failed
+        assert "x" in claims.rows
+        claims.down = False
+        await until(lambda: "x" not in claims.rows)
+        assert await claims.begin_turn("s", "x") is not None
+    finally:
+        keeper.cancel()

@@ -14,8 +14,8 @@ same semantics, checked by one test suite run against each:
 **Schema versions.** :data:`SCHEMA_VERSION` is the version this code writes. Each store keeps
 the version its database is at (SQLite: ``PRAGMA user_version``; PostgreSQL: the
 ``schema_version`` table) and, on opening, applies its missing migration steps in order,
-each in its own transaction taken under a lock, so that two processes starting together
-migrate once. A database at a *newer* version than :data:`SCHEMA_VERSION` is refused
+in transactions taken under a lock, so that two processes starting together migrate once.
+A database at a *newer* version than :data:`SCHEMA_VERSION` is refused
 (:class:`SchemaTooNewError`): an older server must not write a schema it does not know.
 Version 1 added conversation titles and ``updated_at``; version 2 added ``active_turns``.
 
@@ -23,10 +23,14 @@ Version 1 added conversation titles and ``updated_at``; version 2 added ``active
 answers, and the exchange is appended: two turns of one conversation running at once would
 each answer without the other and leave their exchanges interleaved. So a turn first
 *claims* the conversation: :meth:`Store.begin_turn` inserts an ``active_turns`` row (the
-conversation, the replica, a lease expiry) and reads the conversation under that claim; a
-conversation that already has a live claim raises :class:`ConversationBusy`, which the
-route answers with 409. :meth:`Store.save_turn` saves only while the claim is still this
-replica's, and :meth:`Store.end_turn` deletes it.
+conversation, the replica, the claim's own token, a lease expiry) and reads the conversation
+under that claim; a conversation that already has a live claim raises
+:class:`ConversationBusy`. :meth:`Store.save_turn` saves only while the claim is still this
+turn's, and :meth:`Store.end_turn` deletes it, before the answer's final event is sent (so
+the client's next turn is never refused). The route answers ``ConversationBusy`` with 409
+``{"error": ...}`` rather than a TGI error event: the turn is refused before anything is
+generated or streamed, as chat-ui refused a turn it would not run (404, 429), and clients
+map it to an error without reading a stream.
 
 Why a row with a lease rather than a lock held for the whole turn: a row lock or a
 session advisory lock lives on a database connection, so every running stream would hold a

@@ -221,7 +221,8 @@ class PostgresStore(TurnClaims):
                     if lost:
                         logger.warning("database reachable again")
                         lost = False
-                        await self._pool.check()  # drop the pool's connections it broke
+                        with contextlib.suppress(psycopg.Error):
+                            await self._pool.check()  # drop the connections it broke
                     self._listening.set()
                     while True:  # the claims failed releases left behind go on this connection
                         async for notify in conn.notifies(timeout=LISTEN_RETRY_SECONDS):
@@ -233,6 +234,9 @@ class PostgresStore(TurnClaims):
                 if not lost:
                     logger.warning("%s; reconnecting", _unavailable(exc))
                     lost = True
+            except Exception:  # never give up listening: the replica's liveness is this
+                logger.exception("the database listener failed; reconnecting")
+                lost = True
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     async def request_stop(self, conversation_id: str) -> None:
