@@ -8,6 +8,7 @@ import contextlib
 import functools
 import itertools
 import sqlite3
+import statistics
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from bench import Bench, servers
+from bench.paced import TICK_SECONDS
 from bench.report import Row, Section, medians_and_spread
 from bench.stats import ratios, summarize
 from h2o_chat.protocol import payloads
@@ -32,16 +34,18 @@ MAX_TOKENS = 8000  # the synthetic backend's context is 8192
 REPLICA_STREAMS = 200
 SQLITE_STREAMS = 100
 LOCK_SECONDS = 0.1  # the other process holds the write lock this long, then lets go as long
+TURN_TOKENS = 10  # per turn of (b): 10 paced tokens, about 1 s
 OPTIONS = ("--queue-size", "200", "--log-level", "warning")
 LIMITS = httpx.Limits(max_connections=400, max_keepalive_connections=400, keepalive_expiry=2)
 
 
 @dataclass
 class Streams:
-    """One round of concurrent streams: tokens per second and the longest pause inside one."""
+    """One round of concurrent streams: tokens per second, and a stream's longest pause (the
+    median over the streams of the longest gap between two of its token events)."""
 
     tokens_per_s: float
-    longest_pause: float  # seconds between two token events of one running stream
+    pause: float
 
 
 async def _read(http: httpx.AsyncClient, conversation_id: str, tokens: int) -> tuple[int, float]:
@@ -72,7 +76,7 @@ async def _round(clients: Sequence[httpx.AsyncClient], streams: int, tokens: int
     counts = sum(count for count, _ in results)
     if counts != streams * tokens:
         raise RuntimeError(f"read {counts} tokens of {streams * tokens}")
-    return Streams(counts / seconds, max(pause for _, pause in results))
+    return Streams(counts / seconds, statistics.median(pause for _, pause in results))
 
 
 @contextlib.asynccontextmanager
@@ -142,9 +146,32 @@ def _lock_holder(path: Path) -> Iterator[None]:
         thread.join()
 
 
-async def _sqlite(bench: Bench, tokens: int, rounds: int, results: Results) -> None:
+async def _sustained(http: httpx.AsyncClient, workers: int, tokens: int, seconds: float) -> Streams:
+    """``workers`` conversations, each sending turns back to back for ``seconds``, so that
+    turns start and end (and touch the database) while others stream."""
+    ids = []
+    for _ in range(workers):  # created before the clock starts
+        answer = await http.post("/conversation", json={"model": MODEL})
+        ids.append(answer.raise_for_status().json()["conversationId"])
+    deadline = time.perf_counter() + seconds
+    pauses: list[float] = []
+
+    async def worker(conversation_id: str) -> int:
+        count = 0
+        while time.perf_counter() < deadline:
+            events, pause = await _read(http, conversation_id, tokens)
+            count += events
+            pauses.append(pause)
+        return count
+
+    start = time.perf_counter()
+    counts = await asyncio.gather(*(worker(i) for i in ids))
+    return Streams(sum(counts) / (time.perf_counter() - start), statistics.median(pauses))
+
+
+async def _sqlite(bench: Bench, seconds: float, rounds: int, results: Results) -> None:
     """The store's thread vs the same statements on the event loop, same core, in turn."""
-    models = {MODEL: f"synthetic:{MAX_TOKENS}"}
+    models = {MODEL: "python:bench.paced:paced"}
     with contextlib.ExitStack() as stack:
         paths = {
             "storage thread": bench.workdir / f"thread-{free_port()}.db",
@@ -160,15 +187,13 @@ async def _sqlite(bench: Bench, tokens: int, rounds: int, results: Results) -> N
         for name in paths:
             for contended in (False, True):
                 results.sqlite[_label(name, contended)] = []
-            async with _clients([urls[name]]) as clients:
-                await _round(clients, SQLITE_STREAMS, bench.pick(tokens, 1))  # warm-up
         for _ in range(rounds):
             for contended in (False, True):
                 for name, path in paths.items():
                     holder = _lock_holder(path) if contended else contextlib.nullcontext()
-                    async with _clients([urls[name]]) as clients:
+                    async with _clients([urls[name]]) as (http,):
                         with holder:
-                            outcome = await _round(clients, SQLITE_STREAMS, tokens)
+                            outcome = await _sustained(http, SQLITE_STREAMS, TURN_TOKENS, seconds)
                     results.sqlite[_label(name, contended)].append(outcome)
 
 
@@ -179,12 +204,12 @@ def _label(name: str, contended: bool) -> str:
 def run(bench: Bench) -> Section:
     rounds = bench.pick(3, 1)
     replica_tokens = bench.pick(200, 10)
-    sqlite_tokens = bench.pick(200, 10)
+    seconds = bench.pick(4.0, 1.0)
     results = Results()
     with servers.pinned(servers.ALL_CPUS):
         asyncio.run(_replicas(bench, replica_tokens, rounds, results))
     with servers.pinned():
-        asyncio.run(_sqlite(bench, sqlite_tokens, rounds, results))
+        asyncio.run(_sqlite(bench, seconds, rounds, results))
     section = Section(
         8,
         "Replicas on one PostgreSQL; SQLite off the event loop",
@@ -193,13 +218,16 @@ def run(bench: Bench) -> Section:
         "replicas) against one replica pinned to core 1, two replicas on one PostgreSQL "
         "pinned to cores 0 and 1, and one replica on SQLite, round by round; the load "
         "generator and PostgreSQL (fsync off, a throwaway cluster) share both cores. "
-        f"(b) {SQLITE_STREAMS} concurrent streams of {sqlite_tokens} tokens against a server "
-        "whose SQLite statements run on the store's own thread and against the same server with "
-        "them run on the event loop, as before (`bench.inline_sqlite`), both on core 1 in turn: "
-        "on a quiet file, then while another process holds the file's write lock "
-        f"{LOCK_SECONDS * 1000:.0f} ms out of every {2 * LOCK_SECONDS * 1000:.0f} ms. The "
-        "longest pause is the longest gap between two token events of one running stream "
-        "(queueing before the first token and the save before the last left out).",
+        f"(b) {SQLITE_STREAMS} conversations at once, each sending turns of {TURN_TOKENS} tokens "
+        f"back to back for {seconds:g} s (so that turns begin and end, and touch the database, "
+        "while others stream), from an engine that paces a token every "
+        f"{TICK_SECONDS * 1000:.0f} ms and runs every answer at once (`bench.paced`), against a "
+        "server whose SQLite statements run on the store's own thread and against the same "
+        "server with them run on the event loop, as before (`bench.inline_sqlite`), both on "
+        "core 1 in turn: on a quiet file, then while another process holds the file's write "
+        f"lock {LOCK_SECONDS * 1000:.0f} ms out of every {2 * LOCK_SECONDS * 1000:.0f} ms. A "
+        "turn's longest pause is the longest gap between two of its token events (the save "
+        "before the final event left out); the figure is its median over the turns.",
         draw=functools.partial(_draw, results),
     )
     one = results.replicas["one replica, PostgreSQL"]
@@ -211,11 +239,11 @@ def run(bench: Bench) -> Section:
         thread = results.sqlite[_label("storage thread", contended)]
         faster = ratios([s.tokens_per_s for s in thread], [s.tokens_per_s for s in loop])
         for name, runs in (("on the event loop", loop), ("storage thread", thread)):
-            pauses = summarize([s.longest_pause for s in runs])
+            pauses = summarize([s.pause for s in runs])
             section.rows.append(
                 Row(
                     f"{SQLITE_STREAMS} streams, SQLite {_label(name, contended)}",
-                    f"{_tps([s.tokens_per_s for s in runs])}; longest pause "
+                    f"{_tps([s.tokens_per_s for s in runs])}; a turn's longest pause "
                     f"{pauses.show(scale=1000, unit=' ms')}",
                     "" if runs is loop else f"{faster.show(unit='x')} on the loop",
                 )
