@@ -14,6 +14,7 @@ from bench import (
     Bench,
     concurrency,
     embedded,
+    replicas,
     report,
     roundtrips,
     server_load,
@@ -32,6 +33,7 @@ MEASUREMENTS = (
     embedded,
     uploads,
     tgi_route,
+    replicas,
 )
 
 

@@ -137,7 +137,8 @@ def run(bench: Bench) -> Section:
             "and pays none of that.",
             "What would close it: let engines that batch (the synthetic one, an upstream such as "
             "vLLM) run several generations at once behind the same queue, so short answers "
-            "overlap as they do on the bare endpoint; and move storage off the event loop.",
+            "overlap as they do on the bare endpoint (storage is off the event loop already: "
+            "section 8).",
         ]
     return section
 

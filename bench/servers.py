@@ -50,10 +50,17 @@ def replay(workdir: Path, chunk_bytes: int, cpus: str = SERVER_CPUS) -> Abstract
 
 
 def h2o(
-    workdir: Path, models: dict[str, str], *options: str, cpus: str = SERVER_CPUS
+    workdir: Path,
+    models: dict[str, str],
+    *options: str,
+    cpus: str = SERVER_CPUS,
+    db: str | None = None,
+    module: str = "h2o_chat",
 ) -> AbstractContextManager[str]:
-    """``h2o-chat serve`` with ``models`` (id -> source) and a fresh database."""
-    argv = ["h2o_chat", "serve", "--host", "127.0.0.1", "--db", str(workdir / f"{free_port()}.db")]
+    """``h2o-chat serve`` (``python -m module serve``) with ``models`` (id -> source) and
+    ``db``, by default a fresh SQLite file."""
+    db = db or str(workdir / f"{free_port()}.db")
+    argv = [module, "serve", "--host", "127.0.0.1", "--db", db]
     for model_id, source in models.items():
         argv += ["--model", f"{model_id}={source}"]
     return _serve(workdir, "h2o", [*argv, *options], "/healthz", cpus)

@@ -88,9 +88,10 @@ def local_server() -> Iterator[str]:
     require_server()
     from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
     from h2o_chat.server.embedded import embedded_server
+    from h2o_chat.server.store.base import SQLiteDatabase
 
     with tempfile.TemporaryDirectory(prefix="h2o-chat-") as directory:
-        config = ServerConfig(port=0, db_path=Path(directory) / "h2o-chat.sqlite3")
+        config = ServerConfig(port=0, db=SQLiteDatabase(Path(directory) / "h2o-chat.sqlite3"))
         with contextlib.ExitStack() as stack:
             try:
                 url = stack.enter_context(embedded_server(config))

@@ -26,6 +26,7 @@ SECTIONS = (
     "Bad input",
     "Isolation and security",
     "Load",
+    "Replicas and the database",
     "Property testing",
 )
 MARKER = (

@@ -17,6 +17,12 @@ from h2o_chat.server.config import (
     parse_alias,
     parse_model_spec,
 )
+from h2o_chat.server.store.base import (
+    PostgresDatabase,
+    SQLiteDatabase,
+    default_database,
+    parse_database,
+)
 
 ECHO = ModelSpec("echo", SyntheticSource())
 FIVE = ModelSpec("five", SyntheticSource(5))
@@ -78,7 +84,7 @@ def test_names_that_would_mean_two_things_are_refused(
 
 
 def test_the_default_serves_the_builtin_model_under_the_seed_ids(tmp_path: Path) -> None:
-    config = ServerConfig(aliases={"smol": BUILTIN_MODEL_ID}, db_path=tmp_path / "db")
+    config = ServerConfig(aliases={"smol": BUILTIN_MODEL_ID}, db=SQLiteDatabase(tmp_path / "db"))
     assert config.models == (ModelSpec(BUILTIN_MODEL_ID, GGUFSource()),)
     assert config.model_ids == [BUILTIN_MODEL_ID]
     h2o_2023_aliases = dict.fromkeys(H2O_2023_MODELS.values(), BUILTIN_MODEL_ID)
@@ -86,15 +92,17 @@ def test_the_default_serves_the_builtin_model_under_the_seed_ids(tmp_path: Path)
 
 
 def test_named_models_get_only_their_own_aliases(tmp_path: Path) -> None:
-    config = ServerConfig(models=(ECHO, FIVE), aliases={"parrot": "echo"}, db_path=tmp_path)
+    config = ServerConfig(
+        models=(ECHO, FIVE), aliases={"parrot": "echo"}, db=SQLiteDatabase(tmp_path)
+    )
     assert (config.model_ids, config.aliases) == (["echo", "five"], {"parrot": "echo"})
 
 
 def test_the_config_checks_its_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model id 'echo' given twice"):
-        ServerConfig(models=(ECHO, ECHO), db_path=tmp_path)
+        ServerConfig(models=(ECHO, ECHO), db=SQLiteDatabase(tmp_path))
     with pytest.raises(ValueError, match="alias 'x' points to 'nowhere'"):
-        ServerConfig(models=(ECHO,), aliases={"x": "nowhere"}, db_path=tmp_path)
+        ServerConfig(models=(ECHO,), aliases={"x": "nowhere"}, db=SQLiteDatabase(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -108,8 +116,47 @@ def test_the_config_checks_its_names(tmp_path: Path) -> None:
 )
 def test_limits_have_a_floor(tmp_path: Path, field: str, lowest: Any, message: str) -> None:
     lowest_ok: dict[str, Any] = {field: lowest}
-    assert getattr(ServerConfig(models=(ECHO,), db_path=tmp_path, **lowest_ok), field) == lowest
+    assert (
+        getattr(ServerConfig(models=(ECHO,), db=SQLiteDatabase(tmp_path), **lowest_ok), field)
+        == lowest
+    )
     below: dict[str, Any] = {field: lowest - 1 if isinstance(lowest, int) else 0.0}
     with pytest.raises(ValueError) as caught:
-        ServerConfig(models=(ECHO,), db_path=tmp_path, **below)
+        ServerConfig(models=(ECHO,), db=SQLiteDatabase(tmp_path), **below)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "database"),
+    [
+        ("chat.sqlite3", SQLiteDatabase(Path("chat.sqlite3"))),
+        (" /srv/h2o/db ", SQLiteDatabase(Path("/srv/h2o/db"))),
+        ("postgresql://h2o@db:5432/chat", PostgresDatabase("postgresql://h2o@db:5432/chat")),
+        ("postgres:///chat?host=/run/pg", PostgresDatabase("postgres:///chat?host=/run/pg")),
+    ],
+)
+def test_db_is_a_sqlite_path_or_a_postgresql_url(text: str, database: object) -> None:
+    assert parse_database(text) == database
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected a SQLite file path or a postgresql:// URL, got nothing"),
+        ("mysql://db/chat", "unknown database URL scheme 'mysql'"),
+    ],
+)
+def test_db_that_is_neither_says_what_it_takes(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_database(text)
+
+
+def test_a_postgresql_password_never_shows() -> None:
+    database = parse_database("postgresql://h2o:s3cret@db:5432/chat")
+    assert str(database) == "postgresql://h2o:***@db:5432/chat"
+    assert "s3cret" not in repr(ServerConfig(models=(ECHO,), db=database))
+
+
+def test_the_default_db_is_a_sqlite_file_in_the_data_directory() -> None:
+    assert ServerConfig(models=(ECHO,)).db == default_database()
+    assert default_database().path.name == "h2o-chat.sqlite3"

@@ -1,46 +1,27 @@
-"""The session's conversations: the list, rename, summarize, and the storage's migration."""
+"""The session's conversations: the list, rename, summarize (the stores' own semantics and
+migrations are in test_store.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from h2o_chat.server.routes.conversations import TITLE_MAX_CHARS, clean_title
-from h2o_chat.server.storage import SCHEMA_VERSION, Storage, new_message
+from tests.support.postgres import STORES, db_argument
 from tests.support.replay import MODEL, replay_server, title_for
 from tests.support.servers import RunningServer
 
-# The schema as the server wrote it before conversations had titles (version 0).
-SCHEMA_0 = """
-CREATE TABLE sessions (id TEXT PRIMARY KEY, settings TEXT NOT NULL, updated_at REAL NOT NULL);
-CREATE TABLE conversations (
-    id TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    preprompt TEXT,
-    created_at REAL NOT NULL
-);
-CREATE INDEX conversations_session ON conversations (session_id);
-CREATE TABLE messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX messages_conversation ON messages (conversation_id, seq);
-"""
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with replay_server(tmp_path_factory.mktemp("conversations")) as running:
+@pytest.fixture(scope="module", params=STORES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server on each store: the routes behave the same on SQLite and PostgreSQL."""
+    tmp = tmp_path_factory.mktemp("conversations")
+    with replay_server(tmp, db=db_argument(request.param, request, tmp)) as running:
         yield running
 
 
@@ -190,56 +171,3 @@ def test_malformed_ids_are_404(http: httpx.Client) -> None:
 def test_clean_title(written: str, title: str) -> None:
     assert clean_title(written) == title
     assert len(clean_title(written)) <= TITLE_MAX_CHARS
-
-
-def test_a_database_from_before_titles_opens_and_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    with sqlite3.connect(path) as db:
-        db.executescript(SCHEMA_0)
-        db.execute("INSERT INTO sessions VALUES ('s', '{}', 1.0)")
-        db.execute("INSERT INTO conversations VALUES ('a' , 's', 'm', 'be brief', 100.0)")
-        db.execute("INSERT INTO conversations VALUES ('b' , 's', 'm', NULL, 200.0)")
-        db.executemany(
-            "INSERT INTO messages (id, conversation_id, role, content, created_at) "
-            "VALUES (?, 'a', ?, ?, ?)",
-            [("q", "user", "old question", 300.0), ("r", "assistant", "old answer", 300.0)],
-        )
-    db.close()
-
-    storage = Storage(path)
-    try:
-        # a's last exchange (300) is newer than b's creation (200)
-        assert [(c.id, c.title, c.updated_at) for c in storage.conversations("s")] == [
-            ("a", None, 300.0),
-            ("b", None, 200.0),
-        ]
-        old = storage.conversation("s", "a")
-        assert old is not None
-        assert (old.preprompt, [m.content for m in old.messages]) == (
-            "be brief",
-            ["old question", "old answer"],
-        )
-        assert storage.set_title("s", "a", "Renamed")
-        storage.save_turn("b", new_message("user", "new"), new_message("assistant", "answer"))
-        assert [(c.id, c.title) for c in storage.conversations("s")] == [
-            ("b", None),
-            ("a", "Renamed"),
-        ]
-    finally:
-        storage.close()
-    Storage(path).close()  # opening it again changes nothing
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        assert db.execute("SELECT title FROM conversations WHERE id = 'a'").fetchone() == (
-            "Renamed",
-        )
-    db.close()
-
-
-def test_a_new_database_is_at_the_latest_version(tmp_path: Path) -> None:
-    Storage(tmp_path / "new.sqlite3").close()
-    with sqlite3.connect(tmp_path / "new.sqlite3") as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
-    db.close()
-    assert {"title", "updated_at"} <= columns

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
 from h2o_chat.server.config import ServerConfig, parse_model_spec
+from h2o_chat.server.store.base import SQLiteDatabase
 from tests.support.asgi import BASE_URL, app_client, running_app
 from tests.support.h2o import aconverse, anew_conversation, error, final
 
@@ -34,7 +35,7 @@ async def app(tmp_path: Path) -> AsyncIterator[Starlette]:
         models=tuple(map(parse_model_spec, MODELS)),
         aliases={"parrot": "echo"},
         max_body_bytes=4096,
-        db_path=tmp_path / "h2o-chat.sqlite3",
+        db=SQLiteDatabase(tmp_path / "h2o-chat.sqlite3"),
     )
     async with running_app(config) as app:
         yield app

@@ -15,14 +15,20 @@ import pytest
 from h2o_chat.server.backends.sources import SyntheticSource
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.embedded import embedded_server, start_in_thread
+from h2o_chat.server.store.base import SQLiteDatabase
 from tests.support.h2o import converse, final, new_conversation
+from tests.support.postgres import STORES, db_argument
 from tests.support.servers import IMPORTABLE, h2o_server
 
 TRANSCRIPT = ("--model", "transcript=python:tests.support.backends:transcript")
 
 
-def test_conversations_survive_a_restart(tmp_path: Path) -> None:
-    db = tmp_path / "state" / "chat.sqlite3"  # the parent directory is created
+@pytest.mark.parametrize("store", STORES)
+def test_conversations_survive_a_restart(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    # a SQLite file's parent directory is created
+    db = db_argument(store, request, tmp_path / "state")
     with h2o_server(tmp_path, *TRANSCRIPT, db=db, env=IMPORTABLE) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         http.get("/")
@@ -94,7 +100,9 @@ def test_a_model_that_cannot_load_exits_1(tmp_path: Path) -> None:
 
 def test_embedded_server_in_a_thread(tmp_path: Path) -> None:
     config = ServerConfig(
-        models=(ModelSpec("echo", SyntheticSource()),), port=0, db_path=tmp_path / "db.sqlite3"
+        models=(ModelSpec("echo", SyntheticSource()),),
+        port=0,
+        db=SQLiteDatabase(tmp_path / "db.sqlite3"),
     )
     with embedded_server(config) as url:
         http = httpx.Client(base_url=url, timeout=30)

@@ -13,6 +13,7 @@ import pytest
 from starlette.applications import Starlette
 
 from h2o_chat.server.config import ServerConfig, parse_model_spec
+from h2o_chat.server.store.base import SQLiteDatabase
 from tests.support.asgi import BASE_URL, app_client, running_app
 
 KEY = "sk-test-key"
@@ -24,7 +25,7 @@ async def app(tmp_path: Path) -> AsyncIterator[Starlette]:
         models=(parse_model_spec("echo=synthetic"), parse_model_spec("five=synthetic:5")),
         aliases={"parrot": "echo"},
         api_key=KEY,
-        db_path=tmp_path / "h2o-chat.sqlite3",
+        db=SQLiteDatabase(tmp_path / "h2o-chat.sqlite3"),
     )
     async with running_app(config) as app:
         yield app

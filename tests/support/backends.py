@@ -9,7 +9,8 @@ repository, see :data:`tests.support.servers.IMPORTABLE`). Two families:
   :func:`trapped`): numbered tokens ``" n0" " n1" ...``; every token and the way the answer
   ended are appended, as JSON lines, to the file named by ``$H2O_RELIABILITY_TRACE``, tagged
   with the last user message, so that a test can tell exactly how much was generated and
-  when generation stopped.
+  when generation stopped; :func:`recalling` (the replica tests') answers with the history,
+  then numbered tokens.
 
 :class:`Scripted` is for the unit tests: it yields the tokens it is given.
 """
@@ -182,16 +183,38 @@ class Trapped(Numbered):
     """
 
     async def start(self) -> None:
-        from h2o_chat.server.storage import Storage
+        from h2o_chat.server.store.sqlite import SQLiteStore
 
-        lookup = Storage.conversation
+        lookup = SQLiteStore.conversation
 
-        def conversation(self: Storage, session_id: str, conversation_id: str) -> Any:
+        async def conversation(self: SQLiteStore, session_id: str, conversation_id: str) -> Any:
             if conversation_id == TRAP_ID:
                 raise RuntimeError(f"storage exploded in {SECRET}")
-            return lookup(self, session_id, conversation_id)
+            return await lookup(self, session_id, conversation_id)
 
-        Storage.conversation = conversation  # type: ignore[method-assign]
+        SQLiteStore.conversation = conversation
+
+
+class Recalling(Numbered):
+    """The replica tests' engine: the conversation it was given, one ``role:words`` token per
+    message (as :class:`Transcript`), so an answer shows the history the server read; then,
+    for a message that starts with ``long``, numbered tokens every tick (as :class:`Numbered`,
+    traced) until ``max_new_tokens``; else the end token at once."""
+
+    async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
+        messages = job.request.messages
+        for index, message in enumerate(messages):
+            words = "_".join(message.content.split())
+            yield BackendToken(index + 1, f"{' ' if index else ''}{message.role}:{words}")
+        if messages[-1].content.startswith("long"):
+            async for token in super().stream(job):
+                yield token
+        else:
+            yield BackendToken(0, "", eos=True)
+
+
+def recalling(model_id: str) -> Recalling:
+    return Recalling()
 
 
 def traced_slow(model_id: str) -> Numbered:

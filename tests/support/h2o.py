@@ -63,10 +63,14 @@ async def anew_conversation(
 
 def read_events(response: httpx.Response) -> list[Event]:
     """Every event of a streamed answer; malformed bytes raise :class:`MalformedStreamError`."""
-    parser, parsed = StreamParser(), list[Parsed]()
+    parser, events = StreamParser(), list[Event]()
     for chunk in response.iter_bytes():
-        parsed += parser.feed(chunk)
-    parsed += parser.close()
+        events += checked(parser.feed(chunk))
+    return events + checked(parser.close())
+
+
+def checked(parsed: list[Parsed]) -> list[Event]:
+    """The parser's events; a :class:`MalformedStreamError` among them is raised."""
     for item in parsed:
         if isinstance(item, MalformedStreamError):
             raise item

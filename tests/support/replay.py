@@ -22,7 +22,7 @@ from h2o_chat.server.routes.conversations import (
     SUMMARY_PROMPT,
     clean_title,
 )
-from h2o_chat.server.storage import display_title
+from h2o_chat.server.store.base import display_title
 from tests.support.servers import RunningServer, h2o_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def factory(model_id: str) -> Replay:
 
 @contextlib.contextmanager
 def replay_server(
-    tmp_path: Path, *, db: Path | None = None, port: int | None = None
+    tmp_path: Path, *, db: Path | str | None = None, port: int | None = None
 ) -> Iterator[RunningServer]:
     """``h2o-chat serve`` with the replay model only (it imports this module)."""
     env = {"PYTHONPATH": str(REPO)}

@@ -98,10 +98,11 @@ def h2o_server(
     tmp_path: Path,
     *args: str,
     port: int | None = None,
-    db: Path | None = None,
+    db: Path | str | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """``h2o-chat serve`` on a free loopback port with ``args`` (e.g. ``--model``, ``--db``)."""
+    """``h2o-chat serve`` on a free loopback port with ``args`` (e.g. ``--model``); ``db`` is a
+    SQLite file (default: a new one in ``tmp_path``) or a ``postgresql://`` URL."""
     port = port or free_port()
     db = db or tmp_path / "h2o-chat.sqlite3"
     argv = [

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TypeVar
 
 from h2o_chat.server.backends.sources import SOURCE_HELP
@@ -24,10 +23,10 @@ from h2o_chat.server.config import (
     DEFAULT_UPSTREAM_PARALLEL,
     DEFAULT_UPSTREAM_TIMEOUT,
     ServerConfig,
-    default_db_path,
     parse_alias,
     parse_model_spec,
 )
+from h2o_chat.server.store.base import default_database, parse_database
 
 API_KEY_ENV = "H2O_CHAT_API_KEY"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -85,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--db",
-        type=Path,
+        type=_argument(parse_database),
         default=None,
-        metavar="PATH",
-        help=f"SQLite file of sessions and conversations (default {default_db_path()})",
+        metavar="PATH|URL",
+        help="where sessions and conversations live: a SQLite file, or a postgresql:// URL "
+        f"shared by several replicas (default {default_database()})",
     )
     parser.add_argument(
         "--queue-size",
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         config = ServerConfig(
             models=tuple(args.model or ()),
             aliases=dict(args.alias or ()),
-            db_path=args.db or default_db_path(),
+            db=args.db or default_database(),
             host=args.host,
             port=args.port,
             queue_size=args.queue_size,

@@ -19,6 +19,7 @@ from h2o_chat.server.http import ApiError, JSONResponse, error_response, route_p
 from h2o_chat.server.middleware import BodyLimit, RefererCheck, SessionMiddleware
 from h2o_chat.server.routes import conversations, h2o, openai, ops, page, tgi
 from h2o_chat.server.runtime import Runtime
+from h2o_chat.server.store.base import StoreUnavailable
 
 logger = logging.getLogger("h2o_chat.server")
 
@@ -50,13 +51,19 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return _error(request, ApiError(exc.status_code, exc.detail))
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """503 while the database cannot answer (restarting, unreachable); one line in the log."""
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    return _error(request, ApiError(503, "database unavailable", error_type="server_error"))
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _error(request, ApiError(500, "internal server error", error_type="server_error"))
 
 
 def create_app(config: ServerConfig) -> Starlette:
-    """The app for ``config``; its lifespan opens storage and loads the models."""
+    """The app for ``config``; its lifespan opens the store and loads the models."""
     runtime = Runtime(config)
 
     @contextlib.asynccontextmanager
@@ -85,6 +92,7 @@ def create_app(config: ServerConfig) -> Starlette:
             ApiError: _api_error,
             InvalidRequestError: _invalid_request,
             HTTPException: _http_exception,
+            StoreUnavailable: _store_unavailable,
             Exception: _internal_error,
         },
         lifespan=lifespan,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import platformdirs
 
 from h2o_chat.protocol.payloads import H2O_2023_MODELS
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
+from h2o_chat.server.store.base import Database, default_database
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
 DEFAULT_PORT = 8000
@@ -26,11 +24,6 @@ class ModelSpec:
 
     id: str
     source: Source
-
-
-def default_db_path() -> Path:
-    """The SQLite file under the user's data directory."""
-    return platformdirs.user_data_path("h2o-chat") / "h2o-chat.sqlite3"
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:
@@ -62,7 +55,7 @@ class ServerConfig:
 
     models: tuple[ModelSpec, ...] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
-    db_path: Path = field(default_factory=default_db_path)
+    db: Database = field(default_factory=default_database)  # --db: a SQLite file or PostgreSQL
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     queue_size: int = DEFAULT_QUEUE_SIZE

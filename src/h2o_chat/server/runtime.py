@@ -1,6 +1,7 @@
-"""The server's live state: storage, the served models with their queues, running jobs, metrics.
+"""The server's live state: the store, the served models with their queues, running jobs,
+metrics.
 
-Models load in the background once storage is open, one after another, so the server answers
+Models load in the background once the store is open, one after another, so the server answers
 while they load: ``/health`` and ``/healthz`` say 503 until they are ready.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -22,12 +23,14 @@ from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.metrics import Metrics
 from h2o_chat.server.scheduler import ModelQueue
-from h2o_chat.server.storage import Storage
+from h2o_chat.server.store import open_store
+from h2o_chat.server.store.base import Store
 
 logger = logging.getLogger("h2o_chat.server")
 
 
 STOP_WAIT_SECONDS = 10.0
+STOP_POLL_SECONDS = 0.02  # how often a stop sent to another replica looks for the turn's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class ServedModel:
 
 
 class Runtime:
-    """Created with the app; :meth:`start` opens storage and starts loading the models.
+    """Created with the app; :meth:`start` opens the store and starts loading the models.
 
     ``models`` holds the models loaded so far; ``loading`` the ids still to load, and
     ``load_error`` why loading stopped, if a model could not load.
@@ -56,19 +59,19 @@ class Runtime:
         self.loading: list[str] = list(config.model_ids)
         self.load_error: str | None = None
         self.metrics = Metrics(lambda: {i: served.queue for i, served in self.models.items()})
-        self._storage: Storage | None = None
+        self._store: Store | None = None
         self._loader: asyncio.Task[None] | None = None
         self._running: dict[Job, _Running] = {}
 
     @property
-    def storage(self) -> Storage:
-        if self._storage is None:
+    def store(self) -> Store:
+        if self._store is None:
             raise RuntimeError("the server has not started")
-        return self._storage
+        return self._store
 
     async def start(self) -> None:
-        """Open storage, then load the models in the background (:meth:`loaded` waits)."""
-        self._storage = Storage(self.config.db_path)
+        """Open the store, then load the models in the background (:meth:`loaded` waits)."""
+        self._store = await open_store(self.config.db, self._stop_here)
         self._loader = asyncio.create_task(self._load_models())
 
     async def _load_models(self) -> None:
@@ -108,7 +111,7 @@ class Runtime:
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:
-        """Stop loading, cancel running generations, close the backends, then storage (safe
+        """Stop loading, cancel running generations, close the backends, then the store (safe
         to call twice)."""
         if self._loader is not None:
             self._loader.cancel()
@@ -119,9 +122,9 @@ class Runtime:
             for served in models:
                 await served.backend.aclose()
         finally:
-            if self._storage is not None:
-                self._storage.close()
-                self._storage = None
+            if self._store is not None:
+                store, self._store = self._store, None
+                await store.close()
 
     def resolve(self, name: str) -> ServedModel | None:
         """The model served under ``name`` (an id or an alias)."""
@@ -141,13 +144,13 @@ class Runtime:
         *,
         route: str,
         conversation_id: str = "",
-        on_end: Callable[[], None] | None = None,
+        on_end: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[StreamResponse | ErrorEvent, None]:
         """:func:`generation.run` on ``served``, known to :meth:`stop` and :meth:`cancel_all`,
         counted in the metrics under ``route``.
 
-        ``on_end`` (saving the answer) runs when the generation ends, however it ends, and
-        before :meth:`stop` returns.
+        ``on_end`` (saving the answer) runs when the generation ends, however it ends (shielded
+        from cancellation), and before :meth:`stop` returns.
         """
         done = asyncio.Event()
         self._running[job] = _Running(conversation_id, done)
@@ -163,17 +166,38 @@ class Runtime:
             timer.end(route, _outcome(result), result.generated_tokens)
             try:
                 if on_end is not None:
-                    on_end()
+                    with anyio.CancelScope(shield=True):
+                        await on_end()
             finally:
                 del self._running[job]
                 done.set()
 
     async def stop(self, conversation_id: str) -> bool:
-        """Stop the conversation's generations; whether there was one.
+        """Stop the conversation's generations, here or on another replica; whether there was
+        one.
 
         Returns once they have ended and kept their answers, so that a next plan sees them;
-        waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing).
+        waits at most :data:`STOP_WAIT_SECONDS` (an upstream that sends nothing) for those
+        here, and as long again for a turn on another replica.
         """
+        stopped = await self._stop_here(conversation_id)
+        if self.store.shared:  # it may run on another replica: asked first, then told
+            elsewhere = await self.store.turn_running(conversation_id)
+            await self.store.request_stop(conversation_id)
+            if elsewhere:
+                await self._wait_elsewhere(conversation_id)
+                stopped = True
+        return stopped
+
+    async def _wait_elsewhere(self, conversation_id: str) -> None:
+        """Return once the conversation's turn on another replica has ended (its claim is
+        released after its answer was saved)."""
+        with anyio.move_on_after(STOP_WAIT_SECONDS):
+            while await self.store.turn_running(conversation_id):
+                await anyio.sleep(STOP_POLL_SECONDS)
+
+    async def _stop_here(self, conversation_id: str) -> bool:
+        """Stop the conversation's generations in this process (and wait for them)."""
         stopping = [
             (job, r) for job, r in self._running.items() if r.conversation_id == conversation_id
         ]

@@ -51,27 +51,27 @@ def clean_title(text: str) -> str:
 
 
 async def list_conversations(request: Request) -> Response:
-    listing = runtime_of(request).storage.conversations(session_id(request))
+    listing = await runtime_of(request).store.conversations(session_id(request))
     return JSONResponse([conversation.to_dict() for conversation in listing])
 
 
 async def rename(request: Request) -> Response:
     """chat-ui's ``PATCH``: ``{"title": "..."}``, trimmed, 1 to 100 characters."""
-    conversation = conversation_of(request)
+    conversation = await conversation_of(request)
     title = (await read_json_object(request)).get("title")
     if not isinstance(title, str) or not title.strip():
         raise ApiError(400, "'title' must be a non-empty string")
     title = " ".join(title.split())
     if len(title) > TITLE_MAX_CHARS:
         raise ApiError(400, f"'title' must be at most {TITLE_MAX_CHARS} characters")
-    runtime_of(request).storage.set_title(session_id(request), conversation.id, title)
+    await runtime_of(request).store.set_title(session_id(request), conversation.id, title)
     return JSONResponse({"title": title})
 
 
 async def summarize(request: Request) -> Response:
     """A title for the conversation from its model, stored; waits in the model's queue."""
     runtime = runtime_of(request)
-    conversation = conversation_of(request)
+    conversation = await conversation_of(request)
     served = runtime.models.get(conversation.model)
     if served is None:
         raise ApiError(410, "Model not available anymore")
@@ -99,7 +99,7 @@ async def summarize(request: Request) -> Response:
         status = 503 if result.error.error_type == "overloaded" else 500
         raise ApiError(status, f"no title: {result.error.error}")
     title = clean_title(result.answer) if result.finish_reason is not None else ""
-    if not title or not runtime.storage.set_title(session_id(request), conversation.id, title):
+    if not title or not await runtime.store.set_title(session_id(request), conversation.id, title):
         return JSONResponse({})
     return JSONResponse({"title": title})
 

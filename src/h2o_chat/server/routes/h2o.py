@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -11,12 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.stream import encode
+from h2o_chat.protocol.types import ErrorEvent, StreamResponse
 from h2o_chat.server import generation
 from h2o_chat.server.backends.base import ChatMessage, Job
 from h2o_chat.server.http import (
@@ -28,20 +32,34 @@ from h2o_chat.server.http import (
     session_id,
 )
 from h2o_chat.server.runtime import Runtime, ServedModel, runtime_of
-from h2o_chat.server.storage import Message, StoredConversation, new_message
+from h2o_chat.server.store.base import (
+    ConversationBusy,
+    Message,
+    Store,
+    StoredConversation,
+    StoreUnavailable,
+    new_message,
+)
+
+logger = logging.getLogger("h2o_chat.server")
 
 CONVERSATION_ID = re.compile(r"[0-9a-f]{24}")
 NOT_FOUND = "Conversation not found"
+BUSY = (
+    "a turn of this conversation is still generating: wait for its answer to end, "
+    "or stop it (POST /conversation/{id}/stop-generating)"
+)
+DATABASE_UNAVAILABLE = "database unavailable"
 SETTINGS_BOOLEANS = ("shareConversationsWithModelAuthors", "ethicsModalAccepted")
 
 
-def conversation_of(request: Request) -> StoredConversation:
+async def conversation_of(request: Request) -> StoredConversation:
     """The path's conversation if it belongs to this session, else 404."""
     conversation_id = request.path_params["id"]
     conversation = None
     if CONVERSATION_ID.fullmatch(conversation_id):
-        storage = runtime_of(request).storage
-        conversation = storage.conversation(session_id(request), conversation_id)
+        store = runtime_of(request).store
+        conversation = await store.conversation(session_id(request), conversation_id)
     if conversation is None:
         raise ApiError(404, NOT_FOUND)
     return conversation
@@ -90,7 +108,7 @@ async def settings(request: Request) -> Response:
     if runtime.resolve(active) is None:
         raise ApiError(400, f"activeModel: {runtime.unknown_model(active)}")
     values["activeModel"] = active
-    runtime.storage.save_settings(session_id(request), values)
+    await runtime.store.save_settings(session_id(request), values)
     location = request.headers.get("referer") or "/"
     if "text/html" in request.headers.get("accept", ""):
         return RedirectResponse(location, status_code=303)
@@ -108,26 +126,26 @@ async def create_conversation(request: Request) -> Response:
         raise ApiError(400, runtime.unknown_model(name))
     if preprompt is not None and not isinstance(preprompt, str):
         raise ApiError(400, "'preprompt' must be a string")
-    conversation_id = runtime.storage.create_conversation(
+    conversation_id = await runtime.store.create_conversation(
         session_id(request), served.info.id, preprompt
     )
     return JSONResponse({"conversationId": conversation_id})
 
 
 async def get_conversation(request: Request) -> Response:
-    return JSONResponse(conversation_of(request).to_dict())
+    return JSONResponse((await conversation_of(request)).to_dict())
 
 
 async def delete_conversation(request: Request) -> Response:
-    conversation = conversation_of(request)
+    conversation = await conversation_of(request)
     runtime = runtime_of(request)
     await runtime.stop(conversation.id)
-    runtime.storage.delete_conversation(session_id(request), conversation.id)
+    await runtime.store.delete_conversation(session_id(request), conversation.id)
     return JSONResponse({"deleted": True})
 
 
 async def stop_generating(request: Request) -> Response:
-    conversation = conversation_of(request)
+    conversation = await conversation_of(request)
     return JSONResponse({"stopped": await runtime_of(request).stop(conversation.id)})
 
 
@@ -167,11 +185,13 @@ def _inputs(body: Mapping[str, Any]) -> str:
 async def converse(request: Request) -> Response:
     """``POST /conversation/{id}``: stream the answer to ``inputs`` (TGI events).
 
-    The model sees the stored history plus ``inputs``; the exchange is stored once the
-    answer ends (complete or stopped), so a failed turn leaves no trace to retry around.
+    The conversation is claimed for the turn (409 while another turn of it runs, on any
+    replica) and the model sees its history as read under the claim, plus ``inputs``. The
+    exchange is stored once the answer ends (complete or stopped), before the final event
+    goes out, so a failed turn leaves no trace to retry around.
     """
     runtime = runtime_of(request)
-    conversation = conversation_of(request)
+    conversation = await conversation_of(request)
     served = runtime.models.get(conversation.model)
     if served is None:
         raise ApiError(410, "Model not available anymore")
@@ -180,49 +200,107 @@ async def converse(request: Request) -> Response:
     message_id, response_id, is_retry = _options(body)
     parameters = body.get("parameters")
     parameters = validate_parameters({} if parameters is None else parameters)
-    history = conversation.messages
-    replacing = None
-    if is_retry and message_id:  # regenerate from that message: drop it and what follows
-        index = next((i for i, m in enumerate(history) if m.id == message_id), None)
-        if index is not None:
-            history, replacing = history[:index], message_id
-    messages = [ChatMessage("system", conversation.preprompt)] if conversation.preprompt else []
-    messages += [ChatMessage(m.role, m.content) for m in history]
-    messages.append(ChatMessage("user", inputs))
-    prefix = inputs if parameters.get("return_full_text") else ""
-    plan = generation.plan_generation(
-        messages, parameters, served.info.context_length, prefix=prefix
-    )
-    exchange = _Exchange(
-        conversation.id, new_message("user", inputs, message_id), response_id, replacing
-    )
-    return EventStreamResponse(
-        _stream(runtime, served, plan, exchange), keep_alive=runtime.config.keep_alive
+    store = runtime.store
+    try:
+        claimed = await store.begin_turn(session_id(request), conversation.id)
+    except ConversationBusy:
+        raise ApiError(409, BUSY) from None
+    if claimed is None:  # deleted meanwhile
+        raise ApiError(404, NOT_FOUND)
+    turn = _Turn(store, claimed.id, new_message("user", inputs, message_id), response_id)
+    try:
+        history = claimed.messages
+        if is_retry and message_id:  # regenerate from that message: drop it and what follows
+            index = next((i for i, m in enumerate(history) if m.id == message_id), None)
+            if index is not None:
+                history, turn.replacing = history[:index], message_id
+        messages = [ChatMessage("system", claimed.preprompt)] if claimed.preprompt else []
+        messages += [ChatMessage(m.role, m.content) for m in history]
+        messages.append(ChatMessage("user", inputs))
+        prefix = inputs if parameters.get("return_full_text") else ""
+        plan = generation.plan_generation(
+            messages, parameters, served.info.context_length, prefix=prefix
+        )
+    except BaseException:
+        await turn.end()
+        raise
+    return _TurnResponse(
+        _stream(runtime, served, plan, turn), turn, keep_alive=runtime.config.keep_alive
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Exchange:
-    """Where the answer of a plan goes: saved with its question once it ends, as chat-ui did."""
+@dataclass(eq=False)
+class _Turn:
+    """A claimed turn: its answer saved once with its question, its claim released once."""
 
+    store: Store
     conversation_id: str
     question: Message
     response_id: str | None
-    replacing: str | None  # a retried message: it and every later one are replaced
+    replacing: str | None = None  # a retried message: it and every later one are replaced
+    unsaved: str | None = None  # why a finished answer could not be saved
+    _kept: bool = False
+    _ended: bool = False
+
+    async def keep(self, result: generation.GenerationResult) -> None:
+        """Save a complete or stopped answer (a failed one is not kept), once."""
+        if self._kept or result.error is not None or not (result.answer or result.finish_reason):
+            return
+        self._kept = True
+        answer = new_message("assistant", result.answer, self.response_id)
+        try:
+            with anyio.CancelScope(shield=True):
+                saved = await self.store.save_turn(
+                    self.conversation_id, self.question, answer, replacing=self.replacing
+                )
+        except StoreUnavailable as exc:
+            logger.warning("the answer in %s was not saved: %s", self.conversation_id, exc)
+            self.unsaved = DATABASE_UNAVAILABLE
+            return
+        if not saved:
+            self.unsaved = "the conversation was deleted, or another turn took it over"
+
+    async def end(self) -> None:
+        """Release the claim, once (one the database cannot release now goes when it can)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            with anyio.CancelScope(shield=True):
+                # after a failed save, do not make the answer wait for a second failure
+                defer = self.unsaved == DATABASE_UNAVAILABLE
+                await self.store.end_turn(self.conversation_id, defer=defer)
+        except StoreUnavailable as exc:
+            logger.warning(
+                "the turn of %s is released once the database answers: %s",
+                self.conversation_id,
+                exc,
+            )
+
+
+class _TurnResponse(EventStreamResponse):
+    """A turn's event stream, whose claim is released however the response ends, even when
+    its stream never started (a client gone before the first byte)."""
+
+    def __init__(self, content: AsyncIterator[bytes], turn: _Turn, *, keep_alive: float) -> None:
+        super().__init__(content, keep_alive=keep_alive)
+        self.turn = turn
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.turn.end()
 
 
 async def _stream(
-    runtime: Runtime, served: ServedModel, plan: generation.GenerationPlan, exchange: _Exchange
+    runtime: Runtime, served: ServedModel, plan: generation.GenerationPlan, turn: _Turn
 ) -> AsyncIterator[bytes]:
     result = generation.GenerationResult()
-    conversation_id = exchange.conversation_id
 
-    def keep_answer() -> None:  # a complete or stopped answer is kept; a failed one is not
-        if result.error is None and (result.answer or result.finish_reason):
-            answer = new_message("assistant", result.answer, exchange.response_id)
-            runtime.storage.save_turn(
-                conversation_id, exchange.question, answer, replacing=exchange.replacing
-            )
+    async def end() -> None:  # however the generation ends: keep its answer, free the turn
+        await turn.keep(result)
+        await turn.end()
 
     events = runtime.generate(
         served,
@@ -230,12 +308,21 @@ async def _stream(
         plan,
         result,
         route="/conversation/{id}",
-        conversation_id=conversation_id,
-        on_end=keep_answer,
+        conversation_id=turn.conversation_id,
+        on_end=end,
     )
+    final = None
     async with contextlib.aclosing(events):
         async for event in events:
-            yield encode(event)
+            if isinstance(event, StreamResponse) and event.is_final:
+                final = event  # sent once the answer is saved and the turn released
+            else:
+                yield encode(event)
+    if final is not None:
+        if turn.unsaved is None:
+            yield encode(final)
+        else:
+            yield encode(ErrorEvent(f"the answer was not saved: {turn.unsaved}", "generation"))
 
 
 def routes() -> list[Route]:
