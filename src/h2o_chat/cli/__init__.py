@@ -1,4 +1,4 @@
-"""The ``h2o-chat`` command line: ``ask``, ``chat``, ``serve``, ``models``."""
+"""The ``h2o-chat`` command line: ``ask``, ``chat``, ``serve``, ``models``, ``pull``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from h2o_chat.cli import ask, chat, models, serve
+    from h2o_chat.cli import ask, chat, models, pull, serve
 
     parser = argparse.ArgumentParser(
         prog="h2o-chat",
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log requests and errors to stderr"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ask, chat, models, serve):
+    for module in (ask, chat, models, serve, pull):
         module.register(commands)
     return parser
 
