@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     Bench,
+    batching,
     concurrency,
     embedded,
     report,
@@ -22,7 +23,16 @@ from bench import (
     uploads,
 )
 
-MEASUREMENTS = (throughput, roundtrips, ttft, concurrency, server_load, embedded, uploads)
+MEASUREMENTS = (
+    throughput,
+    roundtrips,
+    ttft,
+    concurrency,
+    server_load,
+    embedded,
+    uploads,
+    batching,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

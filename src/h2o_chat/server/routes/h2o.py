@@ -19,7 +19,7 @@ from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.stream import encode_error, encode_event
 from h2o_chat.protocol.types import ErrorEvent
 from h2o_chat.server import generation
-from h2o_chat.server.backends.base import ChatMessage, Job
+from h2o_chat.server.backends.base import ChatMessage, Described, Job
 from h2o_chat.server.http import (
     ApiError,
     EventStreamResponse,
@@ -54,12 +54,15 @@ async def index(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Liveness, and each model's queue: generations running, all slots busy, how many wait."""
+    """Liveness, and each model's queue: generations running, all slots busy, how many wait;
+    for a model in this process, its engine's settings and KV cache use too."""
     queues = {
         model_id: {
             "running": served.queue.running,
             "busy": served.queue.busy,
             "waiting": served.queue.waiting,
+            "parallel": served.queue.parallel,
+            **(served.backend.describe() if isinstance(served.backend, Described) else {}),
         }
         for model_id, served in runtime_of(request).models.items()
     }
