@@ -74,7 +74,7 @@ def ids(answer: list[BackendToken]) -> list[int]:
 async def test_loaded_with_its_settings(engine: LlamaCppBackend) -> None:
     assert (engine.kind, engine.parallel, engine.context_length) == ("builtin", SLOTS, CTX_SIZE)
     assert engine.max_top_n_tokens >= 1
-    assert engine.describe() == {"threads": engine.threads, "ctx_size": CTX_SIZE}
+    assert engine.describe() == {"parallel": SLOTS, "threads": engine.threads, "ctx_size": CTX_SIZE}
 
 
 async def test_greedy_answer_ends_with_the_models_end_token(engine: LlamaCppBackend) -> None:

@@ -170,7 +170,7 @@ class LlamaCppBackend:
 
     def describe(self) -> dict[str, int]:
         """The engine's settings, for ``/healthz``."""
-        return {"threads": self.threads, "ctx_size": self.context_length}
+        return {"parallel": self.parallel, "threads": self.threads, "ctx_size": self.context_length}
 
     async def start(self) -> None:
         path = self.path if self.path is not None else await asyncio.to_thread(weights.ensure)

@@ -61,7 +61,6 @@ async def health(request: Request) -> Response:
             "running": served.queue.running,
             "busy": served.queue.busy,
             "waiting": served.queue.waiting,
-            "parallel": served.queue.parallel,
             **(served.backend.describe() if isinstance(served.backend, Described) else {}),
         }
         for model_id, served in runtime_of(request).models.items()
