@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     Bench,
+    batching,
     concurrency,
     embedded,
     replicas,
@@ -34,6 +35,7 @@ MEASUREMENTS = (
     uploads,
     tgi_route,
     replicas,
+    batching,
 )
 
 

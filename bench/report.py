@@ -67,9 +67,9 @@ def machine() -> list[str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    names = ("h2o-chat", "httpx", "xllamacpp", "llama_cpp_python", "requests", "uvicorn")
     versions = ", ".join(
-        f"{name} {metadata.version(name)}"
-        for name in ("h2o-chat", "httpx", "llama_cpp_python", "requests", "uvicorn", "starlette")
+        f"{name} {metadata.version(name)}" for name in (*names, "starlette") if _installed(name)
     )
     head = _git("rev-parse", "--short", "HEAD")
     dirty = _git("status", "--porcelain", "--", "src")
@@ -82,6 +82,14 @@ def machine() -> list[str]:
         f"- Versions: Python {platform.python_version()}, {versions}",
         f"- Code measured: {code}",
     ]
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _git(*args: str) -> str:

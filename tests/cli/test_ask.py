@@ -41,7 +41,7 @@ def test_ask_prints_tokens_before_the_answer_is_complete(
     with start("ask", "--url", server.url, *LONG, LONG_PROMPT, env=cli_env) as process:
         assert process.stdout is not None
         first = os.read(process.stdout.fileno(), 64)
-        # text arrived while the 4000-token answer is still being generated
+        # text arrived while the 2500-token answer is still being generated
         assert first.strip()
         assert process.poll() is None
         process.send_signal(signal.SIGINT)

@@ -17,7 +17,8 @@ from tests.support.h2o import session_headers
 from tests.support.lab import Lab, RecordProperty, abandon, lab, still_serving
 
 MODEL = "smol"
-MODELS = ("--model", f"{MODEL}=builtin", "--model", "echo=synthetic")
+# One slot, so that one long answer makes the model busy (the default has several).
+MODELS = ("--model", f"{MODEL}=builtin", "--model", "echo=synthetic", "--parallel", "1")
 STORY = "Write a very long story about a dragon who learns to count to one thousand."
 # A long answer (seeded sampling runs the whole length): about 40 s if left to run.
 LONG: dict[str, Any] = {"max_new_tokens": 2000, "temperature": 1.0, "seed": 7}
@@ -43,9 +44,9 @@ def _overloaded(client: h2o_chat.Client) -> bool:
     "Client disconnects mid-stream (builtin model)",
     section="Server faults",
     did=(
-        "Builtin model, --queue-size 0: stream a long story (2000 tokens asked, seeded), check "
-        "the model is busy (a second request is 'overloaded'), read 3 tokens, close the "
-        "connection, then ask for one token until served"
+        "Builtin model, --parallel 1 --queue-size 0: stream a long story (2000 tokens asked, "
+        "seeded), check the model is busy (a second request is 'overloaded'), read 3 tokens, "
+        "close the connection, then ask for one token until served"
     ),
     expect=(
         "The model is free again at once: a one-token answer completes within seconds of the "
@@ -101,8 +102,8 @@ async def _ask(client: h2o_chat.AsyncClient, seed: int) -> str:
     "Builtin model: more requests than the queue holds",
     section="Load",
     did=(
-        f"Builtin model, --queue-size {QUEUE_SIZE}: {ROUNDS} rounds of {BURST} concurrent "
-        "answers (24 tokens each); server RSS after every round"
+        f"Builtin model, --parallel 1 --queue-size {QUEUE_SIZE}: {ROUNDS} rounds of {BURST} "
+        "concurrent answers (24 tokens each); server RSS after every round"
     ),
     expect=(
         "Each request is either answered whole or gets the 'overloaded' error event at once; "

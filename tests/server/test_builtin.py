@@ -12,6 +12,7 @@ import requests
 from bench import seed
 from h2o_chat.protocol.payloads import H2O_2023_MODELS, SESSION_COOKIE, settings_form
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
+from h2o_chat.server.backends.llamacpp import DEFAULT_CTX_SIZE
 from h2o_chat.server.config import BUILTIN_MODEL_ID
 from tests.support.h2o import client, converse, error, final, new_conversation
 from tests.support.servers import RunningServer
@@ -26,7 +27,7 @@ def test_models_and_health(builtin_server: RunningServer) -> None:
         (model,) = http.get("/api/models").json()
     assert model["id"] == BUILTIN_MODEL_ID
     assert model["backend"] == "builtin"
-    assert model["context_length"] == 8192
+    assert model["context_length"] == DEFAULT_CTX_SIZE
     assert sorted(model["aliases"]) == sorted(H2O_2023_MODELS.values())
 
 
@@ -99,10 +100,10 @@ def test_sampling_reports_its_seed(builtin_server: RunningServer) -> None:
 def test_prompt_over_the_context_is_a_validation_event(builtin_server: RunningServer) -> None:
     with client(builtin_server) as http:
         conversation_id = new_conversation(http, BUILTIN_MODEL_ID)
-        events = converse(http, conversation_id, QUESTION, max_new_tokens=8192)
+        events = converse(http, conversation_id, QUESTION, max_new_tokens=DEFAULT_CTX_SIZE)
     event = error(events)
     assert event.error_type == "validation"
-    assert "must be <= 8192" in event.error
+    assert f"must be <= {DEFAULT_CTX_SIZE}" in event.error
 
 
 def test_truncate_keeps_the_last_prompt_tokens(builtin_server: RunningServer) -> None:

@@ -1,36 +1,21 @@
-"""An OpenAI-compatible upstream: the same GGUF served by llama_cpp.server, behind our server."""
+"""An OpenAI-compatible upstream: the same GGUF served by llama.cpp's server, behind our server."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from h2o_chat.server.backends.builtin import smollm2_path
+from h2o_chat.server import weights
+from tests.support.engines import llama_server as llama_cpp_server
 from tests.support.h2o import client, converse, error, final, new_conversation
-from tests.support.servers import RunningServer, free_port, h2o_server, run_process
+from tests.support.servers import RunningServer, free_port, h2o_server
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(smollm2_path()),
-        "--model_alias",
-        "smol",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = tmp_path_factory.mktemp("llama") / "llama_cpp.log"
-    with run_process(argv, port, log, "/v1/models") as server:
+    with llama_cpp_server(weights.ensure(), tmp_path_factory.mktemp("llama")) as server:
         yield server
 
 

@@ -12,8 +12,8 @@ import pexpect
 JAPAN = "What is the capital of Japan?"
 GREEDY = ("-p", "do_sample=false")
 # Greedy decoding without a repetition penalty makes the small model count on and on.
-LONG = ("-p", "do_sample=false", "-p", "repetition_penalty=1.0", "-p", "max_new_tokens=4000")
-LONG_PROMPT = "Count from 1 to 1000, separated by commas."
+LONG = ("-p", "do_sample=false", "-p", "repetition_penalty=1.0", "-p", "max_new_tokens=2500")
+LONG_PROMPT = "List the numbers from 1 to 1000, separated by commas."
 
 H2O_CHAT = (sys.executable, "-m", "h2o_chat")
 

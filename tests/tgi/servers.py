@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import orjson
 
-from h2o_chat.server.backends.builtin import smollm2_path
+from h2o_chat.server import weights
+from tests.support.engines import llama_server
 from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"PYTHONPATH": str(REPO)}  # so that python:tests.tgi.backends:... imports
 BACKENDS = "python:tests.tgi.backends"
-UPSTREAM_MODEL = "smol"
 
 
 def serve(
@@ -42,14 +42,10 @@ def serve_loading(tmp_path: Path, *args: str, env: dict[str, str]) -> Iterator[R
 
 @contextlib.contextmanager
 def upstream_engine(tmp_path: Path) -> Iterator[str]:
-    """An OpenAI-compatible engine serving SmolLM2 as ``smol``; yields its ``/v1`` URL.
-
-    The one place the TGI tests start an upstream (``llama_cpp.server`` today).
+    """An OpenAI-compatible engine serving SmolLM2 as ``smol``: llama.cpp's own server from
+    the engine's wheel; yields its ``/v1`` URL. The one place the TGI tests start an upstream.
     """
-    port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path())]
-    argv += ["--model_alias", UPSTREAM_MODEL, "--host", "127.0.0.1", "--port", str(port)]
-    with run_process(argv, port, tmp_path / "llama_cpp.log", "/v1/models") as server:
+    with llama_server(weights.ensure(), tmp_path) as server:
         yield f"{server.url}/v1"
 
 

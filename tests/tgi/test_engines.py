@@ -7,7 +7,7 @@ import contextlib
 from h2o_chat.protocol.types import StreamResponse
 from h2o_chat.server import generation
 from h2o_chat.server.backends.base import Backend, ChatMessage, Job, Tokenizer
-from h2o_chat.server.backends.builtin import BuiltinBackend
+from h2o_chat.server.backends.llamacpp import LlamaCppBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
 from h2o_chat.server.scheduler import ModelQueue
 
@@ -70,7 +70,7 @@ async def test_synthetic_top_tokens() -> None:
 
 
 async def test_builtin_tokenizer_and_top_tokens() -> None:
-    smol = BuiltinBackend()
+    smol = LlamaCppBackend()
     await smol.start()
     try:
         text = "The capital of Japan is Tokyo. 日本"

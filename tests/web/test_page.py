@@ -66,7 +66,7 @@ def test_question_is_answered_and_history_stays(
 def test_answer_streams_and_stop_frees_the_model(
     page: Page, server: RunningServer, artifacts: Path
 ) -> None:
-    open_chat(page, server.url, max_new_tokens=4000)
+    open_chat(page, server.url, max_new_tokens=2500)
     answer = ask(page, STORY)
     # tokens show while the answer is still streaming (the first may wait on a busy machine)
     streaming = page.locator(".msg.assistant.streaming .text")
@@ -131,7 +131,7 @@ def test_phone_width_has_no_horizontal_overflow(
 
 
 def test_escape_stops_the_answer(page: Page, server: RunningServer) -> None:
-    open_chat(page, server.url, max_new_tokens=4000)
+    open_chat(page, server.url, max_new_tokens=2500)
     answer = ask(page, STORY)
     streaming = page.locator(".msg.assistant.streaming .text")
     expect(streaming).not_to_have_text("", timeout=ANSWER_TIMEOUT_MS)

@@ -1,4 +1,4 @@
-"""The ``h2o-chat`` command line: ``ask``, ``chat``, ``serve``, ``models``."""
+"""The ``h2o-chat`` command line: ``ask``, ``chat``, ``serve``, ``models``, ``pull``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ``serve`` is only named here: its own parser is built when it runs (:func:`_serve`).
     """
-    from h2o_chat.cli import ask, chat, models
+    from h2o_chat.cli import ask, chat, models, pull
 
     parser = argparse.ArgumentParser(
         prog="h2o-chat",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log requests and errors to stderr"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ask, chat, models):
+    for module in (ask, chat, models, pull):
         module.register(commands)
     serve = commands.add_parser("serve", help="run an H2o-compatible chat server", add_help=False)
     serve.set_defaults(handler=_serve)

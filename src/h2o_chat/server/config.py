@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from h2o_chat.protocol.payloads import H2O_2023_MODELS
+from h2o_chat.server.backends.llamacpp import EngineSettings
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 from h2o_chat.server.store.base import Database, default_database
 
@@ -65,6 +66,7 @@ class ServerConfig:
     upstream_parallel: int = DEFAULT_UPSTREAM_PARALLEL
     keep_alive: float = DEFAULT_KEEP_ALIVE
     tgi_model: str | None = None  # the model of TGI's root routes (an id or alias; None: first)
+    engine: EngineSettings = field(default_factory=EngineSettings)  # models in this process
 
     def __post_init__(self) -> None:
         if not self.models:

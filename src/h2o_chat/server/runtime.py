@@ -97,6 +97,7 @@ class Runtime:
             spec.source,
             upstream_timeout=config.upstream_timeout,
             upstream_parallel=config.upstream_parallel,
+            engine=config.engine,
         )
         try:
             await backend.start()

@@ -16,7 +16,8 @@ class Overloaded(Exception):
 class ModelQueue:
     """``parallel`` slots with at most ``size`` FIFO waiters; one more gets :class:`Overloaded`.
 
-    An in-process model has one slot; an engine that batches (an upstream) has several.
+    ``parallel`` is the engine's: the slots of a model in this process, the requests an
+    upstream is sent at once.
     """
 
     def __init__(self, size: int, parallel: int = 1) -> None:

@@ -100,9 +100,9 @@ class BackendError(Exception):
 class Backend(Protocol):
     """An engine serving one model. ``start`` loads it; then ``context_length`` is known.
 
-    ``parallel`` is how many generations it runs at once: 1 for a model in this process,
-    more for an engine that batches them (an upstream server). ``max_top_n_tokens`` is the
-    most alternatives it can give per token (0: none).
+    ``parallel`` is how many generations it runs at once, batched together (the slots of a
+    model in this process, or requests sent to an upstream server). ``max_top_n_tokens`` is
+    the most alternatives it can give per token (0: none).
     """
 
     kind: str
@@ -134,3 +134,10 @@ class Tokenizer(Protocol):
     """A backend that can split text into its model's tokens (a model in this process)."""
 
     async def tokenize(self, text: str) -> list[TokenSpan]: ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A backend with settings and load worth showing on ``/healthz`` (a model in this process)."""
+
+    def describe(self) -> dict[str, int]: ...

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from h2o_chat.server.backends.base import Backend
-from h2o_chat.server.backends.builtin import BuiltinBackend
+from h2o_chat.server.backends.llamacpp import EngineSettings, LlamaCppBackend
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
 
 SOURCE_HELP = """\
 SOURCE is one of:
-  builtin                      SmolLM2-135M-Instruct, run in-process (llama-cpp-python)
+  builtin                      SmolLM2-135M-Instruct, run in-process (llama.cpp)
   PATH.gguf                    any local GGUF file, run in-process
   URL#UPSTREAM_MODEL           an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama),
                                e.g. http://127.0.0.1:8080/v1#qwen2.5; without #, the ID is sent
@@ -86,12 +86,17 @@ def parse_source(text: str) -> Source:
 
 
 def load_backend(
-    model_id: str, source: Source, *, upstream_timeout: float, upstream_parallel: int
+    model_id: str,
+    source: Source,
+    *,
+    upstream_timeout: float,
+    upstream_parallel: int,
+    engine: EngineSettings | None = None,
 ) -> Backend:
     """The (not yet started) engine serving ``model_id`` from ``source``."""
     match source:
         case GGUFSource(path):
-            return BuiltinBackend(path)
+            return LlamaCppBackend(path, engine)
         case UpstreamSource(base_url, model):
             return OpenAIUpstreamBackend(
                 base_url, model or model_id, timeout=upstream_timeout, parallel=upstream_parallel

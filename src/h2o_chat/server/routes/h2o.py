@@ -22,7 +22,7 @@ from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.stream import encode
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
 from h2o_chat.server import generation
-from h2o_chat.server.backends.base import ChatMessage, Job
+from h2o_chat.server.backends.base import ChatMessage, Described, Job
 from h2o_chat.server.http import (
     ApiError,
     EventStreamResponse,
@@ -66,14 +66,16 @@ async def conversation_of(request: Request) -> StoredConversation:
 
 
 async def health(request: Request) -> Response:
-    """Each model's queue (generations running, all slots busy, how many wait); 503 with
-    ``"status": "loading"`` (and the ids still loading) until every model has loaded."""
+    """Each model's queue (generations running, all slots busy, how many wait), and for a
+    model in this process its engine's settings and KV cache use; 503 with ``"status":
+    "loading"`` (and the ids still loading) until every model has loaded."""
     runtime = runtime_of(request)
     queues = {
         model_id: {
             "running": served.queue.running,
             "busy": served.queue.busy,
             "waiting": served.queue.waiting,
+            **(served.backend.describe() if isinstance(served.backend, Described) else {}),
         }
         for model_id, served in runtime.models.items()
     }
