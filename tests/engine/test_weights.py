@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from h2o_chat.server import weights
-from h2o_chat.server.weights import Weights, WeightsError
+from h2o_chat import weights
+from h2o_chat.weights import Weights, WeightsError
 
 CONTENT = b"GGUF" + bytes(range(256)) * 64
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from h2o_chat.server import weights
+from h2o_chat import weights
 from tests.support.engines import llama_server as llama_cpp_server
 from tests.support.h2o import client, converse, error, final, new_conversation
 from tests.support.servers import RunningServer, free_port, h2o_server

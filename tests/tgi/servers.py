@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from h2o_chat.server import weights
+from h2o_chat import weights
 from tests.support.engines import llama_server
 from tests.support.servers import RunningServer, free_port, h2o_server, run_process
 

@@ -138,7 +138,7 @@ def _embedded_server() -> Iterator[str]:
         otherwise=", or give --url of a running server",
     ):
         require_server()
-    from h2o_chat.server import weights
+    from h2o_chat import weights
     from h2o_chat.server.config import BUILTIN_MODEL_ID
 
     print(

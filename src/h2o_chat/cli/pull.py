@@ -9,7 +9,7 @@ from h2o_chat.cli._output import CLIError
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``pull`` subcommand."""
-    from h2o_chat.server.weights import SMOLLM2, cached_path
+    from h2o_chat.weights import SMOLLM2, cached_path
 
     parser = commands.add_parser(
         "pull",
@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Fetch (unless cached) and print where the weights are."""
-    from h2o_chat.server import weights
+    from h2o_chat import weights
 
     try:
         path = weights.fetch() if args.force else weights.ensure()

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 import httpx
 
-from h2o_chat.server import weights
+from h2o_chat import weights
 from h2o_chat.server.backends.base import (
     BackendError,
     BackendToken,
