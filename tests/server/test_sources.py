@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from h2o_chat.server.backends.base import Backend
+from h2o_chat.server.backends.llamacpp import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.sources import (
     GGUFSource,
@@ -86,10 +87,13 @@ def test_an_unknown_source_lists_the_kinds(text: str) -> None:
 
 
 async def test_the_builtin_source_is_a_model_in_this_process_not_yet_loaded() -> None:
-    backend = load("smol", GGUFSource())
+    engine = EngineSettings(parallel=3, threads=1)
+    backend = load_backend(
+        "smol", GGUFSource(), upstream_timeout=5.0, upstream_parallel=PARALLEL, engine=engine
+    )
     try:
         assert isinstance(backend, Backend)
-        assert (backend.kind, backend.parallel) == ("builtin", 1)
+        assert (backend.kind, backend.parallel) == ("builtin", 3)  # the engine's slots
     finally:
         await backend.aclose()
 
