@@ -114,7 +114,7 @@ def _section(results: dict[int, list[Level]], tokens: int, rounds: int) -> Secti
     single = [level.rate for level in results[min(results)]]
     rates = {f"{n} streams": [level.rate for level in runs] for n, runs in results.items()}
     section = Section(
-        8,
+        10,
         "Embedded model, several users at once: continuous batching",
         f"The project's server with the builtin model on its defaults "
         f"({settings.resolved_parallel()} slots of {DEFAULT_CTX_SIZE} tokens, "

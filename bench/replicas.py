@@ -211,7 +211,7 @@ def run(bench: Bench) -> Section:
     with servers.pinned():
         asyncio.run(_sqlite(bench, seconds, rounds, results))
     section = Section(
-        8,
+        9,
         "Replicas on one PostgreSQL; SQLite off the event loop",
         f"(a) {REPLICA_STREAMS} concurrent streams of {replica_tokens} tokens (`synthetic`, one "
         "fresh conversation each, created before the clock starts, spread evenly over the "
