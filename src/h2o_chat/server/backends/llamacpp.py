@@ -59,6 +59,7 @@ MAX_TOP_N_TOKENS = 5  # TGI's default max_top_n_tokens
 PROMPT_BATCH = 512  # prompt tokens per decode step: a long prompt stalls others <= one step
 HTTP_THREADS = 4  # the private listener only tokenizes and renders templates
 ENGINE_TIMEOUT = 60.0  # seconds for a call to the private listener
+OPENMP_SPIN_COUNT = 10_000  # see import_engine
 
 Item = Mapping[str, Any] | BackendError | None
 
@@ -88,14 +89,18 @@ def default_parallel(cpus: int, memory: int | None) -> int:
 
 
 def import_engine() -> Any:
-    """The ``xllamacpp`` module, its OpenMP threads set to sleep, not spin, while they wait.
+    """The ``xllamacpp`` module, its OpenMP threads set to spin only briefly while they wait.
 
-    Spinning threads are fastest on idle cores, but when another process (or this server's
-    own event loop) takes a core, the others spin through the scheduler's time slices at
-    every barrier: 2 threads on 2 busy cores fell from ~50 to 1-5 tokens/s. OpenMP reads the
-    setting once, when the engine's library loads; a value already set is kept.
+    llama.cpp's threads meet at a barrier several times per token. OpenMP's default spins up
+    to 300,000 times before sleeping: fastest on idle cores, but when another process (or this
+    server's own event loop) takes a core, the others spin through the scheduler's time slices
+    at every barrier. Measured here, 2 threads on 2 cores through the server (1 / 8 streams,
+    tokens/s): spinning 10,000 times 91 / 173 idle and 41 / 47 beside two busy processes;
+    the default 95 / 173 and 26 / 28, or 1-5 under heavier load; never spinning 41 / 131 and
+    23 / 65. OpenMP reads this once, when the library loads; a setting of the user's is kept.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", str(OPENMP_SPIN_COUNT))
     import xllamacpp
 
     return xllamacpp
