@@ -20,7 +20,7 @@ from bench.report import Row, Section, bars
 from bench.stats import ratios, summarize
 from h2o_chat import Client
 from h2o_chat.server import weights
-from h2o_chat.server.backends.llamacpp import (
+from h2o_chat.server.backends.llamacpp_settings import (
     DEFAULT_CTX_SIZE,
     EngineSettings,
     engine_params,

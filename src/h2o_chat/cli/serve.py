@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from h2o_chat.server.backends.llamacpp import (
+from h2o_chat.server.backends.llamacpp_settings import (
     DEFAULT_CTX_SIZE,
     EngineSettings,
     available_cpus,

@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from h2o_chat.protocol.payloads import SEED_MODELS
-from h2o_chat.server.backends.llamacpp import EngineSettings
+from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
