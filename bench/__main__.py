@@ -25,6 +25,8 @@ from bench import (
     uploads,
 )
 
+# The client measurements first: section 4 reads its client process's peak RSS, which a
+# process forked after the embedded engine was loaded here would inherit.
 MEASUREMENTS = (
     throughput,
     roundtrips,

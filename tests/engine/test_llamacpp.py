@@ -25,7 +25,8 @@ from h2o_chat.server.backends.base import (
     Job,
     Tokenizer,
 )
-from h2o_chat.server.backends.llamacpp import EngineSettings, LlamaCppBackend
+from h2o_chat.server.backends.llamacpp import LlamaCppBackend
+from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.scheduler import ModelQueue
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

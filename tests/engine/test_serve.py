@@ -14,7 +14,7 @@ import pytest
 
 import h2o_chat
 from h2o_chat import errors
-from h2o_chat.server.backends.llamacpp import DEFAULT_CTX_SIZE, EngineSettings
+from h2o_chat.server.backends.llamacpp_settings import DEFAULT_CTX_SIZE, EngineSettings
 from h2o_chat.server.config import BUILTIN_MODEL_ID
 from tests.support.servers import RunningServer, h2o_server
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from h2o_chat.server.backends.llamacpp import EngineSettings, available_cpus, default_parallel
+from h2o_chat.server.backends.llamacpp_settings import (
+    EngineSettings,
+    available_cpus,
+    default_parallel,
+)
 
 GiB = 1 << 30
 

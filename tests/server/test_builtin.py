@@ -12,7 +12,7 @@ import requests
 from bench import seed
 from h2o_chat.protocol.payloads import H2O_2023_MODELS, SESSION_COOKIE, settings_form
 from h2o_chat.protocol.types import END_OF_TEXT, StreamResponse
-from h2o_chat.server.backends.llamacpp import DEFAULT_CTX_SIZE
+from h2o_chat.server.backends.llamacpp_settings import DEFAULT_CTX_SIZE
 from h2o_chat.server.config import BUILTIN_MODEL_ID
 from tests.support.h2o import client, converse, error, final, new_conversation
 from tests.support.servers import RunningServer

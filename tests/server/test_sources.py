@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from h2o_chat.server.backends.base import Backend
-from h2o_chat.server.backends.llamacpp import EngineSettings
+from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.sources import (
     GGUFSource,

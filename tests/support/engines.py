@@ -36,7 +36,7 @@ def llama_server(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from h2o_chat.server.backends.llamacpp import (
+    from h2o_chat.server.backends.llamacpp_settings import (
         DEFAULT_CTX_SIZE,
         EngineSettings,
         engine_params,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from h2o_chat.server.backends.llamacpp import (
+from h2o_chat.server.backends.llamacpp_settings import (
     DEFAULT_CTX_SIZE,
     EngineSettings,
     available_cpus,

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from h2o_chat.protocol.payloads import H2O_2023_MODELS
-from h2o_chat.server.backends.llamacpp import EngineSettings
+from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
 from h2o_chat.server.store.base import Database, default_database
 

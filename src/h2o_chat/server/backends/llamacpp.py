@@ -22,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,109 +42,31 @@ from h2o_chat.server.backends.base import (
     context_error,
 )
 from h2o_chat.server.backends.llamacpp_chunks import ChunkReader, completion_body, token_spans
+from h2o_chat.server.backends.llamacpp_settings import (
+    DEFAULT_CTX_SIZE,
+    HTTP_THREADS,
+    EngineSettings,
+    engine_params,
+    import_engine,
+)
 
 logger = logging.getLogger("h2o_chat.server")
 
-SLOTS_PER_CPU = 4  # ~8 streams saturate 2 cores (BENCHMARKS.md); more slots only add latency
-MAX_DEFAULT_PARALLEL = 16
-MEMORY_PER_SLOT = 256 << 20  # bytes of RAM per default slot: 1 GiB gives 4 slots
-# The 2023 defaults (truncate 2048 + max_new_tokens 1024) always fit a slot. SmolLM2's KV
-# cache, at q8_0, is 12 KB a token: 8 slots of 3072 tokens take 300 MB.
-DEFAULT_CTX_SIZE = 3072
-KV_CACHE_TYPE = 8  # ggml's q8_0: half of f16's memory, the same answers on SmolLM2
-FLASH_ATTENTION_ON = 1
 MAX_TOP_N_TOKENS = 5  # TGI's default max_top_n_tokens
-PROMPT_BATCH = 512  # prompt tokens per decode step: a long prompt stalls others <= one step
-HTTP_THREADS = 4  # the private listener only tokenizes and renders templates
 ENGINE_TIMEOUT = 60.0  # seconds for a call to the private listener
 
 Item = Mapping[str, Any] | BackendError | None
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, so ``taskset`` and cpusets count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+class _Unlogged(logging.Filter):
+    """Drops log records that mention ``address``."""
 
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
 
-def physical_memory() -> int | None:
-    """Bytes of RAM, if the system says."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def default_parallel(cpus: int, memory: int | None) -> int:
-    """Slots for a machine: 4 per CPU, 4 to 16, and no more than one per 256 MiB of RAM."""
-    slots = min(max(SLOTS_PER_CPU * cpus, SLOTS_PER_CPU), MAX_DEFAULT_PARALLEL)
-    if memory is not None:
-        slots = min(slots, max(1, memory // MEMORY_PER_SLOT))
-    return slots
-
-
-def import_engine() -> Any:
-    """The ``xllamacpp`` module, its OpenMP threads set to sleep, not spin, while they wait.
-
-    Spinning threads are fastest on idle cores, but when another process (or this server's
-    own event loop) takes a core, the others spin through the scheduler's time slices at
-    every barrier: 2 threads on 2 busy cores fell from ~50 to 1-5 tokens/s. OpenMP reads the
-    setting once, when the engine's library loads; a value already set is kept.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    import xllamacpp
-
-    return xllamacpp
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """How a model in this process runs; ``None`` picks the default for this machine.
-
-    ``ctx_size`` is each slot's context: the most a request may use (prompt +
-    ``max_new_tokens``), the model's context length as served.
-    """
-
-    parallel: int | None = None
-    threads: int | None = None
-    ctx_size: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("parallel", "threads", "ctx_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name.replace('_', ' ')} must be >= 1")
-
-    def resolved_parallel(self) -> int:
-        return self.parallel or default_parallel(available_cpus(), physical_memory())
-
-    def resolved_threads(self) -> int:
-        return self.threads or available_cpus()
-
-
-def engine_params(path: Path, parallel: int, ctx_size: int, threads: int) -> Any:
-    """``xllamacpp.CommonParams`` for ``path`` served from ``parallel`` slots of ``ctx_size``
-    tokens each, listening on a free loopback port (give it an API key before starting it)."""
-    params = import_engine().CommonParams()
-    params.model.path = str(path)
-    params.n_parallel = parallel
-    params.n_ctx = parallel * ctx_size
-    params.kv_unified = False  # a cache per slot, of ctx_size tokens each
-    params.cache_type_k = params.cache_type_v = KV_CACHE_TYPE
-    params.flash_attn_type = FLASH_ATTENTION_ON  # llama.cpp needs it for a q8_0 V cache
-    params.cache_ram_mib = 0  # no host-memory prompt cache: memory stays bounded
-    params.fit_params = False  # keep n_ctx as given
-    params.ctx_shift = False  # never drop context silently
-    params.n_batch = params.n_ubatch = PROMPT_BATCH
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
-    params.hostnames = ["127.0.0.1"]
-    params.port = 0  # any free port
-    params.ui = False
-    params.n_threads_http = HTTP_THREADS
-    params.verbosity = 0  # errors only
-    return params
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(self.address in str(arg) for arg in record.args or ())
 
 
 class LlamaCppBackend:
@@ -166,6 +86,7 @@ class LlamaCppBackend:
         self._bos_token = ""
         self._server: Any = None
         self._http: httpx.AsyncClient | None = None
+        self._quiet = _Unlogged("")
         self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix="h2o-llama")
 
     def describe(self) -> dict[str, int]:
@@ -179,8 +100,11 @@ class LlamaCppBackend:
         key = secrets.token_urlsafe(32)
         ctx_size = self.settings.ctx_size or DEFAULT_CTX_SIZE
         self._server = await asyncio.to_thread(self._load, path, ctx_size, key)
+        address = self._server.listening_address
+        self._quiet = _Unlogged(address)  # httpx would log every tokenize call at INFO
+        logging.getLogger("httpx").addFilter(self._quiet)
         self._http = httpx.AsyncClient(
-            base_url=self._server.listening_address,
+            base_url=address,
             headers={"Authorization": f"Bearer {key}"},
             timeout=ENGINE_TIMEOUT,
             # a kept-alive connection holds one of the listener's threads: no more than it has
@@ -309,6 +233,7 @@ class LlamaCppBackend:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+            logging.getLogger("httpx").removeFilter(self._quiet)
         self._executor.shutdown(wait=False)
         held, self._server = [self._server], None
         # the engine stops when its last reference goes; that joins its thread: not on the loop

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from h2o_chat.server.backends.base import Backend
-from h2o_chat.server.backends.llamacpp import EngineSettings, LlamaCppBackend
+from h2o_chat.server.backends.llamacpp import LlamaCppBackend
+from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
 
