@@ -492,6 +492,10 @@ class Flaky(TurnClaims):
         super().__init__()
         self.rows: dict[str, tuple[int, str]] = {}
         self.down = False
+        self.alive = False  # what other replicas see: see _seen_alive
+
+    def _seen_alive(self) -> bool:
+        return self.alive
 
     def _reach(self) -> None:
         if self.down:
@@ -565,3 +569,14 @@ async def test_a_deferred_release_goes_in_the_background() -> None:
         assert await claims.begin_turn("s", "x") is not None
     finally:
         keeper.cancel()
+
+
+async def test_a_release_is_not_deferred_while_other_replicas_see_this_one_alive() -> None:
+    # The save failed, but the database is back: a claim left behind now would refuse the
+    # client's next turn on another replica (409) until the background retry.
+    claims = Flaky()
+    assert await claims.begin_turn("s", "x") is not None
+    claims.alive = True
+    await claims.end_turn("x", defer=True)
+    assert claims.rows == {}
+    assert not claims._unreleased

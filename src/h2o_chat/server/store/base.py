@@ -376,13 +376,22 @@ class TurnClaims:
         """The claim of the turn of the conversation running here, if any."""
         return self._running.get(conversation_id)
 
+    def _seen_alive(self) -> bool:
+        """Whether other replicas take this one's claims as alive now (the database is
+        reachable and knows it), so that a claim left behind would refuse their turns."""
+        return False
+
     async def end_turn(self, conversation_id: str, *, defer: bool = False) -> None:
-        """Release this replica's claim on the conversation (nothing if it has none);
-        ``defer``: in the background (the database just failed to answer)."""
+        """Release this replica's claim on the conversation (nothing if it has none).
+
+        ``defer`` (the database just failed to answer): in the background, unless other
+        replicas see this one alive: then the client's next turn, sent to any of them, would
+        find the claim, so it is released now.
+        """
         claim = self._running.pop(conversation_id, None)
         if claim is None:
             return
-        if defer:
+        if defer and not self._seen_alive():
             self._left_behind(claim)
             return
         try:

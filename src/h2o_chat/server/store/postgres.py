@@ -136,6 +136,7 @@ class PostgresStore(TurnClaims):
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listening = asyncio.Event()
+        self._connected = False  # the listener is connected: see _seen_alive
 
     @classmethod
     async def open(cls, database: PostgresDatabase, on_stop: StopHandler) -> PostgresStore:
@@ -215,6 +216,7 @@ class PostgresStore(TurnClaims):
                     self.database.url, **CONNECTION_OPTIONS
                 )
                 async with conn:
+                    self._connected = True
                     await conn.execute(f"LISTEN {STOP_CHANNEL}")
                     await self._drop_stale_claims(functools.partial(self._delete_all_but, conn))
                     await conn.execute("SELECT pg_advisory_lock(%s)", (self.replica,))
@@ -237,6 +239,8 @@ class PostgresStore(TurnClaims):
             except Exception:  # never give up listening: the replica's liveness is this
                 logger.exception("the database listener failed; reconnecting")
                 lost = True
+            finally:
+                self._connected = False
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     async def request_stop(self, conversation_id: str) -> None:
@@ -398,9 +402,24 @@ class PostgresStore(TurnClaims):
             # not ours any more: deleted, or taken over; nothing was saved
             return await updated.fetchone() is not None
 
+    def _seen_alive(self) -> bool:
+        # Connected, the listener holds (or is about to take again, after it has dropped
+        # this replica's stale claims) the lock that tells other replicas this one lives.
+        return self._connected
+
     async def _release(self, claims: list[str]) -> None:
-        async with self._connection() as conn:
-            await self._delete_claims(conn, claims)
+        try:
+            async with self._connection() as conn:
+                await self._delete_claims(conn, claims)
+        except StoreUnavailable:
+            if not self._connected:
+                raise
+            # The database answers the listener, so the outage is over but may have broken
+            # the pool's connections: drop those and try once more on a fresh one.
+            with contextlib.suppress(psycopg.Error):
+                await self._pool.check()
+            async with self._connection() as conn:
+                await self._delete_claims(conn, claims)
 
     @staticmethod
     async def _delete_claims(conn: Connection, claims: list[str]) -> None:
