@@ -5,16 +5,18 @@ by a real server process; the command line's options win; broken files refused i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 from tests.support.cli import h2o_chat
 from tests.support.h2o import client, converse, final, new_conversation
 from tests.support.lab import upstream
-from tests.support.servers import RunningServer, free_port, h2o_server
+from tests.support.servers import REPO, RunningServer, free_port, h2o_server
 
 ENV = dict(os.environ)
 FILE = """\
@@ -142,3 +144,18 @@ def test_a_broken_file_is_one_line_and_exit_2(tmp_path: Path, text: str, line: s
         assert (result.returncode, result.stdout) == (2, "")
         expected = f"h2o-chat serve: error: {path}: {line.format(dir=tmp_path)}\n"
         assert result.stderr == expected
+
+
+def test_the_readmes_example_is_a_good_file(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Config file") :]
+    example = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert example is not None
+    path = tmp_path / "h2o-chat.toml"
+    path.write_text(example.group(1))
+    (tmp_path / "certs").mkdir()
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "certs/internal-ca.pem"))
+    keys = {"H2O_CHAT_API_KEY": "sk-server", "VLLM_API_KEY": "sk-vllm"}
+    checked = h2o_chat("serve", "--check-config", str(path), env={**ENV, **keys})
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert checked.stdout == f"{path}: ok: 3 models (smol, qwen, tgi), 2 aliases, on 0.0.0.0:8000\n"
