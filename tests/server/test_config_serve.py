@@ -112,6 +112,13 @@ def test_check_config_summarises_a_good_file(config_dir: Path) -> None:
         f"{config_dir / 'h2o-chat.toml'}: ok: 3 models (smol, echo, up), 3 aliases, "
         "on 127.0.0.1:9999\n"
     )
+    # a --model of a file model's id replaces it where it stood; others are added
+    models = ("--model", "echo=synthetic:3", "--model", "extra=synthetic")
+    checked = h2o_chat("serve", "--check-config", str(path), "--port", "9", *models, env=ENV)
+    assert (
+        checked.stdout
+        == f"{path}: ok: 4 models (smol, echo, up, extra), 3 aliases, on 127.0.0.1:9\n"
+    )
 
 
 @pytest.mark.parametrize(
