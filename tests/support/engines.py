@@ -2,7 +2,9 @@
 OpenAI-compatible engine of the upstream tests and benchmarks.
 
 ``python -m tests.support.engines --model PATH --port N [--parallel N]`` serves on 127.0.0.1
-until SIGTERM/SIGINT; :func:`llama_server` runs it as a subprocess for a test.
+until SIGTERM/SIGINT; :func:`llama_server` runs it as a subprocess for a test. With
+``--api-key-file PATH`` it demands the bearer key that file holds on every route but
+``/health``, which :func:`llama_server` polls until the model has loaded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def llama_server(
     argv += ["--port", str(port), *options]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
-    with run_process(argv, port, log_dir / f"llama-{port}.log", "/v1/models") as server:
+    with run_process(argv, port, log_dir / f"llama-{port}.log", "/health") as server:
         yield server
 
 
@@ -50,11 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=defaults.resolved_parallel())
     parser.add_argument("--ctx-size", type=int, default=DEFAULT_CTX_SIZE, help="per slot")
     parser.add_argument("--threads", type=int, default=defaults.resolved_threads())
+    parser.add_argument("--api-key-file", type=Path, help="demand the key this file holds")
     args = parser.parse_args(argv)
-    # the settings of the server's in-process engine, but listening on --port, unlocked
+    # the settings of the server's in-process engine, but listening on --port, unlocked unless
+    # --api-key-file
     params = engine_params(args.model, args.parallel, args.ctx_size, args.threads)
     params.port = args.port
     params.model_alias = {ALIAS}
+    if args.api_key_file is not None:
+        params.api_keys = [args.api_key_file.read_text().strip()]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

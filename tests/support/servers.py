@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,15 +53,21 @@ class RunningServer:
 
 
 def wait_until_healthy(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, path: str, timeout: float = 120.0
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    path: str,
+    timeout: float = 120.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
-    """Poll ``url + path`` until it answers 200; fail with the server's log if it dies."""
+    """Poll ``url + path`` until it answers 200; fail with the server's log if it dies.
+    ``verify`` checks an https ``url``'s certificate."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + path, timeout=2).status_code == 200:
+            if httpx.get(url + path, timeout=2, verify=verify).status_code == 200:
                 return
         time.sleep(0.1)
     process.kill()
@@ -74,9 +81,11 @@ def run_process(
     log_path: Path,
     health_path: str,
     env: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[RunningServer]:
-    """Run ``argv`` (a server listening on ``port``) until the block ends."""
-    url = f"http://127.0.0.1:{port}"
+    """Run ``argv`` (a server listening on ``port``) until the block ends; with ``tls``, the
+    server speaks HTTPS, its certificate checked with that context."""
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(argv),
@@ -87,7 +96,7 @@ def run_process(
         )
     server = RunningServer(url, process, log_path)
     try:
-        wait_until_healthy(url, process, log_path, health_path)
+        wait_until_healthy(url, process, log_path, health_path, verify=tls or True)
         yield server
     finally:
         server.stop()

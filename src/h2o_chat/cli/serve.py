@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from h2o_chat.server.backends.llamacpp_settings import (
@@ -29,14 +30,16 @@ from h2o_chat.server.config import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_UPSTREAM_PARALLEL,
     DEFAULT_UPSTREAM_TIMEOUT,
+    LOG_LEVELS,
+    ModelSpec,
     ServerConfig,
     parse_alias,
     parse_model_spec,
 )
+from h2o_chat.server.config_file import ConfigError, FileConfig, load_config
 from h2o_chat.server.store.base import default_database, parse_database
 
 API_KEY_ENV = "H2O_CHAT_API_KEY"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 T = TypeVar("T")
 
@@ -48,6 +51,7 @@ three H2o model ids (h2oai/h2ogpt-gm-...) as its aliases.
 
 examples:
   h2o-chat serve
+  h2o-chat serve --config h2o-chat.toml   (README: Config file)
   h2o-chat serve --model smol=builtin --model big=/models/qwen2.5-7b.Q4_K_M.gguf
   h2o-chat serve --model qwen=http://127.0.0.1:8080/v1#qwen2.5-7b-instruct --alias q=qwen"""
 
@@ -72,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the H2o-compatible chat server, with its OpenAI front door on /v1.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    files = parser.add_mutually_exclusive_group()
+    files.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="models and options from a TOML file; the options given here override it",
+    )
+    files.add_argument(
+        "--check-config",
+        type=Path,
+        metavar="FILE.toml",
+        help="check FILE.toml (with the options given here) without serving: a summary and "
+        "exit 0, or the problem and exit 2",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
@@ -173,21 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``h2o-chat serve ARGV``."""
-    return run(build_parser().parse_args(argv))
+    """``h2o-chat serve ARGV``: a config file's options become the defaults of the command
+    line's, so those given on it win."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    path = args.config or args.check_config
+    if path is None:
+        return run(args)
+    try:
+        file = load_config(path)
+    except ConfigError as exc:
+        return _error(exc)
+    parser.set_defaults(**file.options)
+    if file.api_key_env is not None:
+        parser.set_defaults(api_key=os.environ[file.api_key_env])
+    return run(parser.parse_args(argv), file)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; exit code 0 after a clean shutdown."""
-    from h2o_chat.server.process import serve
-
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def run(args: argparse.Namespace, file: FileConfig | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; exit code 0 after a clean shutdown (or a good
+    ``--check-config``), 2 for a configuration that cannot serve."""
     try:
         config = ServerConfig(
-            models=tuple(args.model or ()),
-            aliases=dict(args.alias or ()),
+            models=_models(file.models if file else (), args.model or ()),
+            aliases={**(file.aliases if file else {}), **dict(args.alias or ())},
             db=args.db or default_database(),
             host=args.host,
             port=args.port,
@@ -201,10 +228,35 @@ def run(args: argparse.Namespace) -> int:
             engine=EngineSettings(args.parallel, args.threads, args.ctx_size),
         )
     except ValueError as exc:
-        print(f"h2o-chat serve: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
+    if args.check_config:
+        aliases = len(config.aliases)
+        print(
+            f"{args.check_config}: ok: {len(config.models)} models ({', '.join(config.model_ids)})"
+            f", {aliases} aliases, on {config.host}:{config.port}",
+            flush=True,
+        )
+        return 0
+
+    from h2o_chat.server.process import serve
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     def announce(url: str) -> None:
         print(f"h2o-chat serving {', '.join(config.model_ids)} on {url}", flush=True)
 
     return serve(config, announce)
+
+
+def _models(in_file: Sequence[ModelSpec], given: Sequence[ModelSpec]) -> tuple[ModelSpec, ...]:
+    """The file's models, each replaced by a ``--model`` of its id; then the other ``--model``s."""
+    replacing = {spec.id: spec for spec in given}
+    kept = [replacing.pop(spec.id, spec) for spec in in_file]
+    return (*kept, *(spec for spec in given if spec.id in replacing))
+
+
+def _error(exc: ValueError) -> int:
+    print(f"h2o-chat serve: error: {exc}", file=sys.stderr)
+    return 2

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.payloads import H2O_2023_MODELS
 from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.sources import GGUFSource, Source, parse_source
@@ -12,19 +14,63 @@ from h2o_chat.server.store.base import Database, default_database
 
 BUILTIN_MODEL_ID = "SmolLM2-135M-Instruct"
 DEFAULT_PORT = 8000
+MAX_PORT = 65535
 DEFAULT_QUEUE_SIZE = 8
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_UPSTREAM_TIMEOUT = 120.0
 DEFAULT_KEEP_ALIVE = 15.0  # seconds of silence before a ":" comment, as TGI sent
 DEFAULT_UPSTREAM_PARALLEL = 8  # generations sent at once to an upstream engine, per model
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# The generation parameters a model may set defaults for: how it samples and how long it
+# answers, not what a request asks to get back (details, return_full_text, ...).
+DEFAULT_PARAMETER_NAMES = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "max_new_tokens",
+    "truncate",
+    "stop",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """A model's own settings (a config file's); ``None`` takes the server-wide one.
+
+    ``parallel`` is how many generations run at once: requests in flight to an upstream, or
+    the slots of a model in this process. ``timeout`` is an upstream's read timeout.
+    ``context_length`` replaces what the engine reports (an upstream that does not say).
+    ``defaults`` are generation parameters for what a request leaves out, on every route.
+    """
+
+    parallel: int | None = None
+    timeout: float | None = None
+    context_length: int | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.parallel is not None and self.parallel < 1:
+            raise ValueError("parallel must be >= 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        if self.context_length is not None and self.context_length < 1:
+            raise ValueError("context length must be >= 1")
+        unknown = sorted(set(self.defaults) - set(DEFAULT_PARAMETER_NAMES))
+        if unknown:
+            known = ", ".join(DEFAULT_PARAMETER_NAMES)
+            raise ValueError(f"no default for parameter {unknown[0]!r}; defaults: {known}")
+        object.__setattr__(self, "defaults", validate_parameters(self.defaults))
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One ``--model ID=SOURCE``."""
+    """One served model: ``--model ID=SOURCE``, or a config file's ``[models.ID]``."""
 
     id: str
     source: Source
+    settings: ModelSettings = field(default_factory=ModelSettings)
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:
@@ -77,10 +123,14 @@ class ServerConfig:
         if self.tgi_model is not None and self.tgi_model not in self.served_names:
             served = ", ".join(self.served_names)
             raise ValueError(f"TGI model {self.tgi_model!r} is not served; served: {served}")
+        if not 0 <= self.port <= MAX_PORT:
+            raise ValueError(f"port must be 0 to {MAX_PORT}")
         if self.queue_size < 0:
             raise ValueError("queue size must be >= 0")
         if self.keep_alive <= 0:
             raise ValueError("keep-alive interval must be > 0 seconds")
+        if self.upstream_timeout <= 0:
+            raise ValueError("upstream timeout must be > 0 seconds")
         if self.upstream_parallel < 1:
             raise ValueError("upstream parallel must be >= 1")
         if self.max_body_bytes < 1:

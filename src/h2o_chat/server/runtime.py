@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 from starlette.requests import Request
 
 from h2o_chat.protocol.types import ErrorEvent, ModelInfo, StreamResponse
 from h2o_chat.server import generation
-from h2o_chat.server.backends.base import Backend, Job
+from h2o_chat.server.backends.base import Backend, ChatMessage, Job
 from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.metrics import Metrics
@@ -44,6 +45,26 @@ class ServedModel:
     info: ModelInfo
     backend: Backend
     queue: ModelQueue
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # its own generation parameters
+
+    def plan(
+        self,
+        messages: Sequence[ChatMessage],
+        parameters: Mapping[str, Any],
+        *,
+        defaults: generation.PlanDefaults = generation.H2O_DEFAULTS,
+        prefix: str = "",
+    ) -> generation.GenerationPlan:
+        """The plan for a request's validated ``parameters`` on this model: the one place a
+        request becomes a generation, so the model's own defaults fill in what any route's
+        request leaves out, before the route's ``defaults``."""
+        return generation.plan_generation(
+            messages,
+            {**self.defaults, **parameters},
+            self.info.context_length,
+            defaults=defaults,
+            prefix=prefix,
+        )
 
 
 class Runtime:
@@ -91,13 +112,16 @@ class Runtime:
         return not self.loading
 
     async def _start_model(self, spec: ModelSpec) -> None:
-        config = self.config
+        config, settings = self.config, spec.settings
+        engine = config.engine
+        if settings.parallel is not None:
+            engine = replace(engine, parallel=settings.parallel)
         backend = load_backend(
             spec.id,
             spec.source,
-            upstream_timeout=config.upstream_timeout,
-            upstream_parallel=config.upstream_parallel,
-            engine=config.engine,
+            upstream_timeout=settings.timeout or config.upstream_timeout,
+            upstream_parallel=settings.parallel or config.upstream_parallel,
+            engine=engine,
         )
         try:
             await backend.start()
@@ -105,10 +129,10 @@ class Runtime:
             await backend.aclose()
             raise
         aliases = tuple(a for a, target in config.aliases.items() if target == spec.id)
-        info = ModelInfo(spec.id, backend.kind, backend.context_length, aliases)
-        self.models[spec.id] = ServedModel(
-            info, backend, ModelQueue(config.queue_size, backend.parallel)
-        )
+        context_length = settings.context_length or backend.context_length
+        info = ModelInfo(spec.id, backend.kind, context_length, aliases)
+        queue = ModelQueue(config.queue_size, backend.parallel)
+        self.models[spec.id] = ServedModel(info, backend, queue, settings.defaults)
         logger.info("serving %s (%s, context %d)", spec.id, backend.kind, info.context_length)
 
     async def close(self) -> None:

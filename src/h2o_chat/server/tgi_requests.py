@@ -133,10 +133,9 @@ class TgiCall:
         try:
             self.inputs = check_inputs(body)
             self.parameters = check_parameters(body, served)
-            self.plan = generation.plan_generation(
+            self.plan = served.plan(
                 [ChatMessage("user", self.inputs)],
                 self.parameters,
-                served.info.context_length,
                 defaults=generation.TGI_DEFAULTS,
                 prefix=self.inputs if self.parameters.get("return_full_text") else "",
             )

@@ -96,6 +96,11 @@ class BackendError(Exception):
         self.error_type: ErrorType = error_type
 
 
+class UpstreamUnavailable(BackendError):
+    """An upstream engine that could not be reached, or refused before its first token (a
+    connection failure, a 5xx, a 429): another replica of the model may serve the request."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """An engine serving one model. ``start`` loads it; then ``context_length`` is known.

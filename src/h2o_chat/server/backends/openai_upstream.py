@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 import orjson
 
-from h2o_chat.server.backends.base import BackendError, BackendToken, ErrorType, Job
+from h2o_chat.server.backends.base import (
+    BackendError,
+    BackendToken,
+    ErrorType,
+    Job,
+    UpstreamUnavailable,
+)
+from h2o_chat.server.backends.upstream_http import Connection, redact, upstream_client
 
 logger = logging.getLogger("h2o_chat.server")
 
@@ -28,14 +35,21 @@ class OpenAIUpstreamBackend:
     kind = "openai"
     max_top_n_tokens = 0
 
-    def __init__(self, base_url: str, model: str, *, timeout: float, parallel: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        connection: Connection | None = None,
+        timeout: float,
+        parallel: int,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.parallel = parallel  # the engine batches concurrent requests
         self.context_length = DEFAULT_CONTEXT_LENGTH
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        )
+        self.connection = connection or Connection()
+        self._client = upstream_client(self.base_url, self.connection, timeout)
 
     async def start(self) -> None:
         """Learn the context length from ``GET /models`` if the upstream tells it."""
@@ -85,7 +99,10 @@ class OpenAIUpstreamBackend:
                 "POST", "/chat/completions", json=self._body(job)
             ) as response:
                 if response.status_code != 200:
-                    raise _status_error(response.status_code, await response.aread())
+                    body = redact(
+                        (await response.aread()).decode(errors="replace"), self.connection
+                    )
+                    raise _status_error(response.status_code, body)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -96,6 +113,8 @@ class OpenAIUpstreamBackend:
                         finish = reason or finish
                         if text:
                             yield BackendToken(UPSTREAM_TOKEN_ID, text)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise UpstreamUnavailable("the upstream model server is unreachable") from exc
         except httpx.TimeoutException as exc:
             raise BackendError("the upstream model server timed out") from exc
         except httpx.HTTPError as exc:
@@ -111,17 +130,19 @@ class OpenAIUpstreamBackend:
         await self._client.aclose()
 
 
-def _status_error(status: int, body: bytes) -> BackendError:
-    message = _upstream_message(body)
+def _status_error(status: int, body: str) -> BackendError:
+    message = f"the upstream model server answered {status}: {_upstream_message(body)}"
+    if status == 429 or status >= 500:
+        return UpstreamUnavailable(message)
     error_type: ErrorType = "validation" if status in (400, 422) else "generation"
-    return BackendError(f"the upstream model server answered {status}: {message}", error_type)
+    return BackendError(message, error_type)
 
 
-def _upstream_message(body: bytes) -> str:
+def _upstream_message(body: str) -> str:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode(errors="replace")[:300]
+        return body[:300]
     error = obj.get("error", obj) if isinstance(obj, dict) else obj
     if isinstance(error, dict):
         error = error.get("message", error)
@@ -137,7 +158,7 @@ def _chunk_pieces(job: Job, data: str) -> list[tuple[str, str | None]]:
     if not isinstance(chunk, dict):
         raise BackendError("the upstream model server sent a malformed chunk")
     if "error" in chunk:
-        raise BackendError(f"the upstream model server failed: {_upstream_message(data.encode())}")
+        raise BackendError(f"the upstream model server failed: {_upstream_message(data)}")
     usage = chunk.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         job.prompt_tokens = usage["prompt_tokens"]

@@ -4,7 +4,7 @@ the engine that serves it."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from h2o_chat.server.backends.base import Backend
@@ -12,6 +12,7 @@ from h2o_chat.server.backends.llamacpp import LlamaCppBackend
 from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
+from h2o_chat.server.backends.upstream_http import Connection
 
 SOURCE_HELP = """\
 SOURCE is one of:
@@ -19,6 +20,9 @@ SOURCE is one of:
   PATH.gguf                    any local GGUF file, run in-process
   URL#UPSTREAM_MODEL           an OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama),
                                e.g. http://127.0.0.1:8080/v1#qwen2.5; without #, the ID is sent
+  tgi+URL                      TGI's own /generate_stream, e.g. tgi+http://127.0.0.1:3000
+  UPSTREAM,UPSTREAM,...        replicas of one model: each request goes to the least busy
+                               healthy one, and moves on if one fails before its first token
   synthetic[:N]                test backend: echoes the last user message, or N tokens " tok"
   python:MODULE:FACTORY        FACTORY(model_id) from an importable module returns the backend"""
 
@@ -36,6 +40,25 @@ class UpstreamSource:
 
     base_url: str
     model: str | None = None
+    connection: Connection = field(default_factory=Connection)
+
+
+@dataclass(frozen=True, slots=True)
+class TGISource:
+    """A text-generation-inference server, streamed through its ``/generate_stream``."""
+
+    base_url: str
+    connection: Connection = field(default_factory=Connection)
+
+
+Replica = UpstreamSource | TGISource
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedSource:
+    """Several engines serving the same model; each request goes to one of them."""
+
+    replicas: tuple[Replica, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +76,7 @@ class PythonSource:
     factory: str
 
 
-Source = GGUFSource | UpstreamSource | SyntheticSource | PythonSource
+Source = GGUFSource | UpstreamSource | TGISource | ReplicatedSource | SyntheticSource | PythonSource
 
 
 def parse_source(text: str) -> Source:
@@ -65,9 +88,9 @@ def parse_source(text: str) -> Source:
         if not path.is_file():
             raise ValueError(f"no GGUF file at {text}: give the path of an existing .gguf file")
         return GGUFSource(path)
-    if text.startswith(("http://", "https://")):
-        base_url, _, model = text.partition("#")
-        return UpstreamSource(base_url, model or None)
+    if text.startswith(("http://", "https://", "tgi+http://", "tgi+https://")):
+        replicas = tuple(_parse_replica(part.strip()) for part in text.split(","))
+        return replicas[0] if len(replicas) == 1 else ReplicatedSource(replicas)
     if text == "synthetic":
         return SyntheticSource()
     if text.startswith("synthetic:"):
@@ -86,6 +109,15 @@ def parse_source(text: str) -> Source:
     )
 
 
+def _parse_replica(text: str) -> Replica:
+    if text.startswith(("tgi+http://", "tgi+https://")):
+        return TGISource(text.removeprefix("tgi+"))
+    if text.startswith(("http://", "https://")):
+        base_url, _, model = text.partition("#")
+        return UpstreamSource(base_url, model or None)
+    raise ValueError(f"expected an http(s):// or tgi+http(s):// URL for a replica, got {text!r}")
+
+
 def load_backend(
     model_id: str,
     source: Source,
@@ -98,10 +130,16 @@ def load_backend(
     match source:
         case GGUFSource(path):
             return LlamaCppBackend(path, engine)
-        case UpstreamSource(base_url, model):
+        case UpstreamSource(base_url, model, connection):
             return OpenAIUpstreamBackend(
-                base_url, model or model_id, timeout=upstream_timeout, parallel=upstream_parallel
+                base_url,
+                model or model_id,
+                connection=connection,
+                timeout=upstream_timeout,
+                parallel=upstream_parallel,
             )
+        case TGISource() | ReplicatedSource():
+            raise ValueError(f"{type(source).__name__} is not served yet")  # being built
         case SyntheticSource(count):
             return SyntheticBackend(count)
         case PythonSource(module, factory):

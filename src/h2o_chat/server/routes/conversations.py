@@ -79,9 +79,7 @@ async def summarize(request: Request) -> Response:
     if first is None:
         return JSONResponse({})  # nothing to summarize yet
     prompt = SUMMARY_PROMPT.format(message=first[:SUMMARY_INPUT_CHARS])
-    plan = generation.plan_generation(
-        [ChatMessage("user", prompt)], SUMMARY_PARAMETERS, served.info.context_length
-    )
+    plan = served.plan([ChatMessage("user", prompt)], SUMMARY_PARAMETERS)
     result = generation.GenerationResult()
     # Known to stop-generating and DELETE, like an answer of the conversation.
     events = runtime.generate(

@@ -220,9 +220,7 @@ async def converse(request: Request) -> Response:
         messages += [ChatMessage(m.role, m.content) for m in history]
         messages.append(ChatMessage("user", inputs))
         prefix = inputs if parameters.get("return_full_text") else ""
-        plan = generation.plan_generation(
-            messages, parameters, served.info.context_length, prefix=prefix
-        )
+        plan = served.plan(messages, parameters, prefix=prefix)
     except BaseException:
         await turn.end()
         raise
