@@ -196,6 +196,20 @@ async def test_after_the_first_token_the_failure_reaches_the_client() -> None:
         assert states(backend) == [(False, 0, 1), (True, 0, 0)]
 
 
+async def test_a_request_stopped_before_its_replica_fails_is_not_sent_on() -> None:
+    a, b = Engine(), Engine()
+    a.gate.clear()
+    a.before = UpstreamUnavailable("the upstream model server is unreachable")
+    stopped = job("q")
+    async with started(a, b) as backend:
+        pending = asyncio.ensure_future(anext(backend.stream(stopped), None))
+        await until(lambda: a.served == ["q"], "sent to a")
+        stopped.stop()
+        a.gate.set()
+        assert await pending is None  # the stream ends, with no token and no error
+        assert (a.served, b.served) == (["q"], [])
+
+
 async def test_a_failure_of_the_request_itself_passes_through() -> None:
     a, b = Engine(), Engine()
     a.before = BackendError("`inputs` tokens + `max_new_tokens` must be <= 4096", "validation")

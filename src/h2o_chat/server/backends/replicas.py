@@ -117,7 +117,11 @@ class ReplicatedBackend:
     async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
         tried: list[_Replica] = []
         last_failure = ""
-        while (replica := self._pick(tried)) is not None:
+        while not job.cancel.is_set():  # a stopped request is not sent on
+            replica = self._pick(tried)
+            if replica is None:
+                tail = f"; the last one tried failed: {last_failure}" if last_failure else ""
+                raise BackendError(f"no replica of the model is up{tail}", "overloaded")
             tried.append(replica)
             replica.in_flight += 1
             replica.requests += 1
@@ -142,8 +146,6 @@ class ReplicatedBackend:
                     raise
             finally:
                 replica.in_flight -= 1
-        tail = f"; the last one tried failed: {last_failure}" if last_failure else ""
-        raise BackendError(f"no replica of the model is up{tail}", "overloaded")
 
     def _pick(self, tried: Sequence[_Replica]) -> _Replica | None:
         """The replica up, not yet tried, with the fewest requests in flight; ties in turn."""
@@ -156,7 +158,8 @@ class ReplicatedBackend:
         return chosen
 
     def _watch(self, replica: _Replica, reason: str) -> None:
-        """Mark ``replica`` down (if it was up) and probe it until it answers again."""
+        """Mark ``replica`` down and probe it until it answers again (unless it is being
+        probed already)."""
         if replica.prober is not None and not replica.prober.done():
             return
         replica.up = False
