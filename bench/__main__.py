@@ -23,6 +23,7 @@ from bench import (
     throughput,
     ttft,
     uploads,
+    upstreams,
 )
 
 # The client measurements first: section 4 reads its client process's peak RSS, which a
@@ -38,6 +39,7 @@ MEASUREMENTS = (
     tgi_route,
     replicas,
     batching,
+    upstreams,
 )
 
 

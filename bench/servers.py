@@ -87,9 +87,10 @@ def h2o(
 
 
 def llama_server(
-    workdir: Path, model_path: Path, cpus: str = ALL_CPUS
+    workdir: Path, model_path: Path, *options: str, cpus: str = ALL_CPUS
 ) -> AbstractContextManager[str]:
     """llama.cpp's own OpenAI-compatible server, from the xllamacpp wheel the server embeds
-    (:mod:`tests.support.engines`), with the in-process engine's settings; model ``smol``."""
-    argv = ["tests.support.engines", "--model", str(model_path)]
+    (:mod:`tests.support.engines`), with the in-process engine's settings but ``options``
+    (``--threads``, ``--parallel``); model ``smol``."""
+    argv = ["tests.support.engines", "--model", str(model_path), *options]
     return _url(_serve(workdir, "llama", argv, "/v1/models", cpus))

@@ -20,7 +20,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     text = output.read_text()
-    for number in range(1, 11):
+    for number in range(1, 12):
         assert f"\n## {number}. " in text
         assert f"\n| {number} | " in text
     for fact in ("- Machine: ", "- Date: ", "- Versions: Python", "httpx", "xllamacpp"):

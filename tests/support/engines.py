@@ -24,11 +24,11 @@ ALIAS = "smol"
 
 @contextlib.contextmanager
 def llama_server(
-    model: Path, log_dir: Path, *options: str, cpus: str | None = None
+    model: Path, log_dir: Path, *options: str, cpus: str | None = None, port: int | None = None
 ) -> Iterator[RunningServer]:
-    """llama.cpp's server for ``model`` on a free loopback port, as the model ``smol``;
-    ``cpus`` pins it with ``taskset``."""
-    port = free_port()
+    """llama.cpp's server for ``model`` on loopback ``port`` (default: a free one), as the model
+    ``smol``; ``cpus`` pins it with ``taskset``."""
+    port = port or free_port()
     argv = [sys.executable, "-m", "tests.support.engines", "--model", str(model)]
     argv += ["--port", str(port), *options]
     if cpus is not None:

@@ -3,7 +3,8 @@
 Every generation, whichever front door it came through (H2o, ``/v1``, TGI), is counted by
 model, route and outcome, and its timing observed: time to the first token (from the moment
 it asked for the model, so the queue is included) and the time between tokens. The queues'
-waiting and running counts are read when scraped.
+waiting and running counts, and the state and load of each replica of a replicated model,
+are read when scraped.
 
 The two latency histograms are observed on every token, so they are kept as plain bucket
 counts (a bisect and an addition: a seventh of ``prometheus_client.Histogram.observe``
@@ -15,14 +16,21 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+
+from h2o_chat.server.backends.base import ReplicaState
 
 # Buckets in seconds: a first token waits for the queue and the prompt (up to minutes on a
 # CPU under load); tokens follow each other in milliseconds to a second.
@@ -55,6 +63,38 @@ class _Queues(Collector):
             running.add_metric([model], queue.running)
         yield waiting
         yield running
+
+
+class _Replicas(Collector):
+    """``h2o_chat_replica_up``, ``_in_flight`` and ``_requests_total`` per model and replica
+    (its base URL), read at scrape."""
+
+    def __init__(self, replicas: Callable[[], Mapping[str, Sequence[ReplicaState]]]) -> None:
+        self.replicas = replicas
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "replica"]
+        up = GaugeMetricFamily(
+            "h2o_chat_replica_up",
+            "1 if the replica serves, 0 while it is down and probed",
+            labels=labels,
+        )
+        in_flight = GaugeMetricFamily(
+            "h2o_chat_replica_in_flight", "Requests the replica is serving", labels=labels
+        )
+        requests = CounterMetricFamily(
+            "h2o_chat_replica_requests",
+            "Requests sent to the replica (one failed over is counted on each replica it tried)",
+            labels=labels,
+        )
+        for model, states in self.replicas().items():
+            for state in states:
+                up.add_metric([model, state.url], int(state.up))
+                in_flight.add_metric([model, state.url], state.in_flight)
+                requests.add_metric([model, state.url], state.requests)
+        yield up
+        yield in_flight
+        yield requests
 
 
 class Latencies:
@@ -96,9 +136,14 @@ class _Histograms(Collector):
 
 
 class Metrics:
-    """The counters and histograms; ``queues()`` gives each served model's queue."""
+    """The counters and histograms; ``queues()`` gives each served model's queue, and
+    ``replicas()`` each replicated model's replicas."""
 
-    def __init__(self, queues: Callable[[], Mapping[str, Queue]]) -> None:
+    def __init__(
+        self,
+        queues: Callable[[], Mapping[str, Queue]],
+        replicas: Callable[[], Mapping[str, Sequence[ReplicaState]]],
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "h2o_chat_requests",
@@ -130,6 +175,7 @@ class Metrics:
             )
         )
         self.registry.register(_Queues(queues))
+        self.registry.register(_Replicas(replicas))
         ProcessCollector(registry=self.registry)
 
     def timer(self, model: str) -> TokenTimer:

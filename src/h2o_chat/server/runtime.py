@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from h2o_chat.protocol.types import ErrorEvent, ModelInfo, StreamResponse
 from h2o_chat.server import generation
-from h2o_chat.server.backends.base import Backend, ChatMessage, Job
+from h2o_chat.server.backends.base import Backend, ChatMessage, Job, ReplicaState, Replicated
 from h2o_chat.server.backends.sources import load_backend
 from h2o_chat.server.config import ModelSpec, ServerConfig
 from h2o_chat.server.metrics import Metrics
@@ -79,7 +79,9 @@ class Runtime:
         self.models: dict[str, ServedModel] = {}
         self.loading: list[str] = list(config.model_ids)
         self.load_error: str | None = None
-        self.metrics = Metrics(lambda: {i: served.queue for i, served in self.models.items()})
+        self.metrics = Metrics(
+            lambda: {i: served.queue for i, served in self.models.items()}, self.replica_states
+        )
         self._store: Store | None = None
         self._loader: asyncio.Task[None] | None = None
         self._running: dict[Job, _Running] = {}
@@ -150,6 +152,14 @@ class Runtime:
             if self._store is not None:
                 store, self._store = self._store, None
                 await store.close()
+
+    def replica_states(self) -> dict[str, list[ReplicaState]]:
+        """Each replicated model's replicas: up or down, and their load."""
+        return {
+            model_id: served.backend.replica_states()
+            for model_id, served in self.models.items()
+            if isinstance(served.backend, Replicated)
+        }
 
     def resolve(self, name: str) -> ServedModel | None:
         """The model served under ``name`` (an id or an alias)."""

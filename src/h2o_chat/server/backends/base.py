@@ -146,3 +146,21 @@ class Described(Protocol):
     """A backend with settings and load worth showing on ``/healthz`` (a model in this process)."""
 
     def describe(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """One engine of a replicated model as ``/healthz`` and ``/metrics`` show it: ``url`` is its
+    base URL without credentials; ``requests`` counts every request sent to it."""
+
+    url: str
+    up: bool
+    in_flight: int
+    requests: int
+
+
+@runtime_checkable
+class Replicated(Protocol):
+    """A backend that spreads its model over several engines (:mod:`.replicas`)."""
+
+    def replica_states(self) -> list[ReplicaState]: ...

@@ -73,6 +73,14 @@ class OpenAIUpstreamBackend:
                 self.context_length = value
                 break
 
+    async def probe(self) -> bool:
+        """Whether the engine answers now: ``GET /models`` comes back 200 (a replica's health)."""
+        try:
+            response = await self._client.get("/models")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     def _body(self, job: Job) -> dict[str, Any]:
         request = job.request
         body: dict[str, Any] = {

@@ -11,6 +11,7 @@ from h2o_chat.server.backends.base import Backend
 from h2o_chat.server.backends.llamacpp import LlamaCppBackend
 from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
+from h2o_chat.server.backends.replicas import ReplicaBackend, ReplicatedBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
 from h2o_chat.server.backends.upstream_http import Connection
 
@@ -138,8 +139,21 @@ def load_backend(
                 timeout=upstream_timeout,
                 parallel=upstream_parallel,
             )
-        case TGISource() | ReplicatedSource():
+        case TGISource():
             raise ValueError(f"{type(source).__name__} is not served yet")  # being built
+        case ReplicatedSource(replicas):
+            members = []
+            for replica in replicas:
+                backend = load_backend(
+                    model_id,
+                    replica,
+                    upstream_timeout=upstream_timeout,
+                    upstream_parallel=upstream_parallel,
+                )
+                if not isinstance(backend, ReplicaBackend):
+                    raise TypeError(f"{type(backend).__name__} cannot be probed as a replica")
+                members.append((replica.base_url, backend))
+            return ReplicatedBackend(members)
         case SyntheticSource(count):
             return SyntheticBackend(count)
         case PythonSource(module, factory):

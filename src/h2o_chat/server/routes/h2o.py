@@ -22,7 +22,7 @@ from h2o_chat.protocol.parameters import validate_parameters
 from h2o_chat.protocol.stream import encode
 from h2o_chat.protocol.types import ErrorEvent, StreamResponse
 from h2o_chat.server import generation
-from h2o_chat.server.backends.base import ChatMessage, Described, Job
+from h2o_chat.server.backends.base import ChatMessage, Described, Job, Replicated
 from h2o_chat.server.http import (
     ApiError,
     EventStreamResponse,
@@ -66,9 +66,10 @@ async def conversation_of(request: Request) -> StoredConversation:
 
 
 async def health(request: Request) -> Response:
-    """Each model's queue (generations running, all slots busy, how many wait), and for a
-    model in this process its engine's settings and KV cache use; 503 with ``"status":
-    "loading"`` (and the ids still loading) until every model has loaded."""
+    """Each model's queue (generations running, all slots busy, how many wait), for a model
+    in this process its engine's settings, and for a replicated model each replica's state
+    and load; 503 with ``"status": "loading"`` (and the ids still loading) until every model
+    has loaded."""
     runtime = runtime_of(request)
     queues = {
         model_id: {
@@ -76,6 +77,7 @@ async def health(request: Request) -> Response:
             "busy": served.queue.busy,
             "waiting": served.queue.waiting,
             **(served.backend.describe() if isinstance(served.backend, Described) else {}),
+            **(_replicas(served.backend) if isinstance(served.backend, Replicated) else {}),
         }
         for model_id, served in runtime.models.items()
     }
@@ -83,6 +85,21 @@ async def health(request: Request) -> Response:
         body = {"status": "loading", "models": queues, "loading": runtime.loading}
         return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok", "models": queues})
+
+
+def _replicas(backend: Replicated) -> dict[str, list[dict[str, object]]]:
+    """Each replica's base URL, state (``up``, or ``down`` while probed) and load."""
+    return {
+        "replicas": [
+            {
+                "url": state.url,
+                "state": "up" if state.up else "down",
+                "in_flight": state.in_flight,
+                "requests": state.requests,
+            }
+            for state in backend.replica_states()
+        ]
+    }
 
 
 async def models(request: Request) -> Response:
