@@ -12,6 +12,7 @@ from h2o_chat.server.backends.llamacpp import LlamaCppBackend
 from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
+from h2o_chat.server.backends.tgi_upstream import TGIUpstreamBackend
 from h2o_chat.server.backends.upstream_http import Connection
 
 SOURCE_HELP = """\
@@ -45,10 +46,12 @@ class UpstreamSource:
 
 @dataclass(frozen=True, slots=True)
 class TGISource:
-    """A text-generation-inference server, streamed through its ``/generate_stream``."""
+    """A text-generation-inference server, streamed through its ``/generate_stream``, its
+    prompts rendered with ``chat_template`` (Jinja, Hugging Face style; None: ChatML)."""
 
     base_url: str
     connection: Connection = field(default_factory=Connection)
+    chat_template: str | None = None
 
 
 Replica = UpstreamSource | TGISource
@@ -138,7 +141,15 @@ def load_backend(
                 timeout=upstream_timeout,
                 parallel=upstream_parallel,
             )
-        case TGISource() | ReplicatedSource():
+        case TGISource(base_url, connection, chat_template):
+            return TGIUpstreamBackend(
+                base_url,
+                connection=connection,
+                chat_template=chat_template,
+                timeout=upstream_timeout,
+                parallel=upstream_parallel,
+            )
+        case ReplicatedSource():
             raise ValueError(f"{type(source).__name__} is not served yet")  # being built
         case SyntheticSource(count):
             return SyntheticBackend(count)
