@@ -4,8 +4,9 @@ It speaks TGI's ``GET /info`` and ``POST /generate_stream`` (events as TGI v3 wr
 ``index``, ``token``, ``top_tokens`` when asked, the last with ``generated_text`` and
 ``details``) and follows the :class:`TgiPlan` a test sets: an error answer (any status and
 body), or a fault after ``fault_after`` tokens: an error event, a connection reset, a stream
-that ends unfinished, a stall, a malformed event. It runs under uvicorn on a free 127.0.0.1
-port in a thread (:func:`running_tgi_stub`) and keeps every request body it received.
+that ends unfinished, a stall, a malformed event, a line that never ends. It runs under
+uvicorn on a free 127.0.0.1 port in a thread (:func:`running_tgi_stub`) and keeps every
+request body it received.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CONTEXT = 4000  # the stub's max_total_tokens (not the backend's default 4096)
 FIRST_ID = 100  # token i of an answer has id FIRST_ID + i
 END = {"id": 2, "text": "</s>", "logprob": -0.25, "special": True}  # the model's end token
 ALTERNATIVE_ID = 9000
-FAULTS = ("error", "reset", "unfinished", "stall", "malformed")
+FAULTS = ("error", "reset", "unfinished", "stall", "malformed", "endless")
 
 
 @dataclass
@@ -128,6 +129,10 @@ class TgiStub:
             yield b"data:" + orjson.dumps(error) + b"\n\n"
         elif plan.fault == "malformed":
             yield b"data:{not json\n\n"
+        elif plan.fault == "endless":
+            for _ in range(64):  # 4 MiB, and no end
+                yield b"x" * (64 << 10)
+            await asyncio.sleep(3600)
         elif plan.fault == "reset":
             raise ConnectionResetError("planned reset")
         elif plan.fault == "stall":

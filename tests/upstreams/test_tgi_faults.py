@@ -217,6 +217,7 @@ def test_error_answers_keep_tgis_error_types(
         ("unfinished", 2, "incomplete_generation", "unfinished"),
         ("malformed", 1, "generation", "malformed"),
         ("stall", 1, "incomplete_generation", "timed out"),
+        ("endless", 1, "generation", "a line over 1048576 bytes"),
     ],
 )
 def test_a_failing_stream_ends_with_an_error_event_and_its_partial_text(
