@@ -139,12 +139,7 @@ class TGIUpstreamBackend:
                 if response.status_code != 200:
                     raise self._error(_body_event(await response.aread()), response.status_code)
                 async for data in data_lines(response):
-                    try:
-                        event = _decode(data)
-                    except msgspec.DecodeError as exc:
-                        raise BackendError("the upstream TGI server sent a malformed event") from (
-                            exc
-                        )
+                    event = _stream_event(data)
                     if event.error is not None or event.token is None:
                         raise self._error(event, started=count > 0)
                     final = event.generated_text is not None
@@ -231,6 +226,17 @@ def _backend_token(token: _Token, top_tokens: list[_Token] | None, eos: bool) ->
             for top in top_tokens or ()
         ),
     )
+
+
+def _stream_event(data: bytes) -> _Event:
+    """An event of the stream: a token or an error; :class:`BackendError` for anything else."""
+    try:
+        event = _decode(data)
+    except msgspec.DecodeError as exc:
+        raise BackendError("the upstream TGI server sent a malformed event") from exc
+    if event.token is None and event.error is None:
+        raise BackendError("the upstream TGI server sent an event with no token")
+    return event
 
 
 def _body_event(body: bytes) -> _Event:
