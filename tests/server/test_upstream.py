@@ -1,4 +1,5 @@
-"""An OpenAI-compatible upstream: the same GGUF served by llama.cpp's server, behind our server."""
+"""An OpenAI-compatible upstream: the same GGUF served by llama.cpp's server, behind our server;
+and an upstream that refuses ``logprobs``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import text_generation
+import text_generation.errors
 
+import h2o_chat
 from h2o_chat import weights
 from tests.support.engines import llama_server as llama_cpp_server
 from tests.support.h2o import client, converse, error, final, new_conversation
+from tests.support.lab import upstream as faulty_upstream
 from tests.support.servers import RunningServer, free_port, h2o_server
+
+QUESTION = "What is the capital of Japan?"
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,56 @@ def test_unreachable_upstream_is_an_error_event(server: RunningServer) -> None:
         event = error(converse(http, conversation_id, "hello"))
     assert event.error_type == "generation"
     assert "unreachable" in event.error
+
+
+def test_ids_and_logprobs_are_the_engines(
+    server: RunningServer, llama_server: RunningServer
+) -> None:
+    with h2o_chat.Client(server.url, timeout=120) as h2o:
+        answer = h2o.conversation("upstream").send(
+            QUESTION, do_sample=False, repetition_penalty=None, max_new_tokens=40, details=True
+        )
+    tokenized = httpx.post(f"{llama_server.url}/tokenize", json={"content": answer.text})
+    *tokens, end = answer.tokens
+    assert "Tokyo" in answer.text and answer.finish_reason == "eos_token"
+    assert [t.id for t in tokens] == tokenized.json()["tokens"]
+    assert all(t.id > 0 and t.logprob is not None and t.logprob <= 0 for t in tokens)
+    assert (end.id, end.logprob, end.special) == (0, None, True)  # llama.cpp lists no end token
+
+
+def test_top_tokens_from_the_engine(server: RunningServer) -> None:
+    tgi = text_generation.Client(f"{server.url}/models/upstream", timeout=120)
+    responses = list(tgi.generate_stream(QUESTION, max_new_tokens=5, top_n_tokens=3))
+    assert len(responses) == 5
+    for response in responses:
+        assert response.top_tokens is not None and len(response.top_tokens) == 3
+        assert response.top_tokens[0].id == response.token.id  # greedy takes the likeliest
+        logprobs = [t.logprob or 0.0 for t in response.top_tokens]
+        assert logprobs == sorted(logprobs, reverse=True)
+    with pytest.raises(text_generation.errors.ValidationError, match="from 0 to 20"):
+        tgi.generate(QUESTION, top_n_tokens=21)  # OpenAI's cap on top_logprobs
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """An upstream that answers 400 to any request asking for logprobs, behind our server."""
+    with (
+        faulty_upstream(tmp_path_factory.mktemp("strict-upstream")) as url,
+        h2o_server(
+            tmp_path_factory.mktemp("strict"), "--model", f"strict={url}#no-logprobs"
+        ) as server,
+    ):
+        yield server
+
+
+def test_an_engine_that_refuses_logprobs_is_asked_without_them(strict: RunningServer) -> None:
+    with h2o_chat.Client(strict.url, max_retries=0) as h2o:
+        answers = [h2o.conversation("strict").send("hi", details=True) for _ in range(3)]
+    assert [a.text for a in answers] == ["a b c"] * 3
+    assert {(t.id, t.logprob) for a in answers for t in a.tokens} == {(0, None)}
+    assert strict.log().count("refuses logprobs") == 1  # learned once, then not asked
+    refused = httpx.post(
+        f"{strict.url}/models/strict/generate",
+        json={"inputs": "hi", "parameters": {"top_n_tokens": 1}},
+    )
+    assert refused.status_code == 422 and "from 0 to 0" in refused.json()["error"]

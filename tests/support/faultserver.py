@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -25,7 +23,7 @@ from starlette.routing import Route
 
 from h2o_chat.protocol.stream import KEEP_ALIVE, encode
 from h2o_chat.protocol.types import END_OF_TEXT, ErrorEvent, StreamResponse, Token
-from tests.support.servers import free_port
+from tests.support.servers import serve_in_thread
 
 
 @dataclass
@@ -173,20 +171,5 @@ class _Counter:
 def running_fault_server() -> Iterator[tuple[str, FaultServer]]:
     """Run a :class:`FaultServer` on a free loopback port until the block ends."""
     fault_server = FaultServer()
-    port = free_port()
-    config = uvicorn.Config(
-        fault_server.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("fault server did not start")
-        threading.Event().wait(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", fault_server
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        thread.join(10)
+    with serve_in_thread(fault_server.app) as url:
+        yield url, fault_server

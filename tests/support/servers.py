@@ -9,12 +9,15 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 REPO = Path(__file__).resolve().parents[2]
 # The environment that lets a server import the test engines (python:tests.support.backends:...)
@@ -130,3 +133,24 @@ def h2o_server(
     log_path = tmp_path / f"server-{port}.log"
     with run_process(argv, port, log_path, "/healthz", env) as server:
         yield server
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, in a thread of this process, until
+    the block ends (stalled answers are not waited for); yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"{type(app).__name__} did not start")
+        threading.Event().wait(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        thread.join(10)

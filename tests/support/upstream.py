@@ -8,7 +8,9 @@ the behaviour of ``POST /v1/chat/completions`` (always a stream):
 - ``cut``: ``"a" " b"``, then the connection breaks;
 - ``stall``: ``"a" " b"``, then silence for :data:`STALL_SECONDS`;
 - ``stall-headers``: silence for :data:`STALL_SECONDS` before any answer;
-- ``fail``: HTTP 500 with an OpenAI error body.
+- ``fail``: HTTP 500 with an OpenAI error body;
+- ``no-logprobs``: as ``ok``, but a request that asks for ``logprobs`` gets HTTP 400, as some
+  hosted services answer.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "length", "cut", "stall", "stall-headers", "fail")
+MODES = ("ok", "length", "cut", "stall", "stall-headers", "fail", "no-logprobs")
 STALL_SECONDS = 30.0  # far longer than the server's upstream timeout in the tests; bounded
 WORDS = ("a", " b", " c")
 
@@ -38,7 +40,7 @@ def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
 
 async def _events(mode: str) -> AsyncIterator[bytes]:
     yield _chunk({"role": "assistant", "content": ""})
-    words = WORDS if mode == "ok" else WORDS[:2]
+    words = WORDS if mode in ("ok", "no-logprobs") else WORDS[:2]
     for word in words:
         yield _chunk({"content": word})
         await asyncio.sleep(0.01)
@@ -57,9 +59,13 @@ async def models(request: Request) -> Response:
 
 
 async def completions(request: Request) -> Response:
-    mode = (await request.json()).get("model")
+    body = await request.json()
+    mode = body.get("model")
     if mode == "fail":
         return JSONResponse({"error": {"message": "upstream on fire", "type": "server"}}, 500)
+    if mode == "no-logprobs" and "logprobs" in body:
+        error = {"message": "logprobs is not supported", "type": "invalid_request_error"}
+        return JSONResponse({"error": error}, 400)
     if mode == "stall-headers":
         await asyncio.sleep(STALL_SECONDS)
     return StreamingResponse(_events(str(mode)), media_type="text/event-stream")

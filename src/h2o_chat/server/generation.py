@@ -204,8 +204,8 @@ def _step(piece: BackendToken, plan: GenerationPlan, result: GenerationResult) -
         token = Token(piece.id, END_OF_TEXT, piece.logprob, special=True)
         result.finish_reason = "eos_token"
     else:
-        token = Token(piece.id, piece.text, piece.logprob)
-        result.add(piece.text, plan.stop)
+        token = Token(piece.id, piece.text, piece.logprob, special=piece.special)
+        result.add("" if piece.special else piece.text, plan.stop)
         if result.finish_reason is None and (
             result.generated_tokens >= plan.request.max_new_tokens
         ):
@@ -221,7 +221,7 @@ def _step(piece: BackendToken, plan: GenerationPlan, result: GenerationResult) -
 
 def _token(piece: BackendToken) -> Token:
     """An alternative token as the protocol shows it (an end token is special)."""
-    return Token(piece.id, piece.text, piece.logprob, special=piece.eos)
+    return Token(piece.id, piece.text, piece.logprob, special=piece.eos or piece.special)
 
 
 def _limit_reached(plan: GenerationPlan, result: GenerationResult) -> StreamResponse:

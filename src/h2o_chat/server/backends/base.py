@@ -66,8 +66,10 @@ class Job:
 class BackendToken:
     """A generated token; ``eos`` marks the model's own end of sequence (the last token).
 
-    ``top_tokens`` are the most likely alternatives at its position, most likely first, when
-    the request asked for ``top_n_tokens``.
+    ``special`` marks another special token the engine flagged (a template's or a tool's): it
+    is shown as special and, as in TGI, left out of the generated text. ``top_tokens`` are the
+    most likely alternatives at its position, most likely first, when the request asked for
+    ``top_n_tokens``.
     """
 
     id: int
@@ -75,6 +77,7 @@ class BackendToken:
     logprob: float | None = None
     eos: bool = False
     top_tokens: tuple[BackendToken, ...] = ()
+    special: bool = False
 
 
 @dataclass(frozen=True, slots=True)

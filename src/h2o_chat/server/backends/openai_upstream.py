@@ -2,6 +2,13 @@
 
 Streams ``POST {base_url}/chat/completions``; closing the stream closes the upstream request,
 so a cancelled answer stops the upstream too. Upstream failures become TGI error events.
+
+Each request asks for ``logprobs`` (and ``top_logprobs``: at least 1, as llama.cpp gives none
+for 0 and 20 when it is absent), so each token carries its logprob, its alternatives and, where
+the engine sends one (llama.cpp does; OpenAI and vLLM do not), its id; a token without an id
+gets :data:`UPSTREAM_TOKEN_ID`, as does the end token, which no engine lists. An engine that
+refuses ``logprobs`` (a 400 or 422 that the same request without them does not get) is asked
+without them from then on, and gives no top tokens.
 """
 
 from __future__ import annotations
@@ -20,20 +27,26 @@ from h2o_chat.server.backends.base import (
     Job,
     UpstreamUnavailable,
 )
-from h2o_chat.server.backends.upstream_http import Connection, redact, upstream_client
+from h2o_chat.server.backends.upstream_http import (
+    Connection,
+    answers,
+    data_lines,
+    redact,
+    upstream_client,
+)
 
 logger = logging.getLogger("h2o_chat.server")
 
 DEFAULT_CONTEXT_LENGTH = 4096  # when the upstream's /models does not say
 CONTEXT_KEYS = ("max_model_len", "context_length", "context_window")  # vLLM and others
-UPSTREAM_TOKEN_ID = 0  # OpenAI-style streams carry text, not token ids
+UPSTREAM_TOKEN_ID = 0  # for a token whose id the engine did not send
+MAX_TOP_N_TOKENS = 20  # OpenAI's cap on top_logprobs
 
 
 class OpenAIUpstreamBackend:
     """The model ``model`` of the OpenAI-compatible server at ``base_url`` (ending in /v1)."""
 
     kind = "openai"
-    max_top_n_tokens = 0
 
     def __init__(
         self,
@@ -48,6 +61,8 @@ class OpenAIUpstreamBackend:
         self.model = model
         self.parallel = parallel  # the engine batches concurrent requests
         self.context_length = DEFAULT_CONTEXT_LENGTH
+        self.max_top_n_tokens = MAX_TOP_N_TOKENS  # 0 once the engine refuses logprobs
+        self.takes_logprobs: bool | None = None  # None until the engine has shown it
         self.connection = connection or Connection()
         self._client = upstream_client(self.base_url, self.connection, timeout)
 
@@ -74,14 +89,10 @@ class OpenAIUpstreamBackend:
                 break
 
     async def probe(self) -> bool:
-        """Whether the engine answers now: ``GET /models`` comes back 200 (a replica's health)."""
-        try:
-            response = await self._client.get("/models")
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        """Whether the engine answers ``GET /models`` now (a replica's health)."""
+        return await answers(self._client, "/models")
 
-    def _body(self, job: Job) -> dict[str, Any]:
+    def _body(self, job: Job, logprobs: bool) -> dict[str, Any]:
         request = job.request
         body: dict[str, Any] = {
             "model": self.model,
@@ -98,29 +109,61 @@ class OpenAIUpstreamBackend:
             "repetition_penalty": request.repetition_penalty,
         }
         body.update((key, value) for key, value in optional.items() if value is not None)
+        if logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = max(1, request.top_n_tokens)
         return body
+
+    async def _send(self, job: Job) -> httpx.Response:
+        """The streaming answer (status 200; the caller closes it), with logprobs unless the
+        engine refuses them (see the module docstring); an error for any other answer."""
+        asked = self.takes_logprobs is not False
+        response = await self._post(job, asked)
+        unknown = self.takes_logprobs is None
+        if unknown and response.status_code == 200:
+            self.takes_logprobs = True
+        elif unknown and response.status_code in (400, 422) and not job.request.top_n_tokens:
+            refusal = await self._error_body(response)
+            response = await self._post(job, False)
+            if response.status_code == 200:
+                logger.warning(
+                    "upstream %s refuses logprobs (%s); asking without them from now on",
+                    self.base_url,
+                    _upstream_message(refusal),
+                )
+                self.takes_logprobs, self.max_top_n_tokens = False, 0
+        if response.status_code != 200:
+            raise _status_error(response.status_code, await self._error_body(response))
+        return response
+
+    async def _post(self, job: Job, logprobs: bool) -> httpx.Response:
+        request = self._client.build_request(
+            "POST", "/chat/completions", json=self._body(job, logprobs)
+        )
+        return await self._client.send(request, stream=True)
+
+    async def _error_body(self, response: httpx.Response) -> str:
+        """An error answer's body (closed after), the key scrubbed from it."""
+        try:
+            return redact((await response.aread()).decode(errors="replace"), self.connection)
+        finally:
+            await response.aclose()
 
     async def stream(self, job: Job) -> AsyncGenerator[BackendToken, None]:
         finish: str | None = None
+        top_n = job.request.top_n_tokens
         try:
-            async with self._client.stream(
-                "POST", "/chat/completions", json=self._body(job)
-            ) as response:
-                if response.status_code != 200:
-                    body = redact(
-                        (await response.aread()).decode(errors="replace"), self.connection
-                    )
-                    raise _status_error(response.status_code, body)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
+            response = await self._send(job)
+            try:
+                async for data in data_lines(response):
+                    if data == b"[DONE]":
                         break
-                    for text, reason in _chunk_pieces(job, data):
-                        finish = reason or finish
-                        if text:
-                            yield BackendToken(UPSTREAM_TOKEN_ID, text)
+                    tokens, reason = _chunk_tokens(job, data, top_n)
+                    finish = reason or finish
+                    for token in tokens:
+                        yield token
+            finally:
+                await response.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise UpstreamUnavailable("the upstream model server is unreachable") from exc
         except httpx.TimeoutException as exc:
@@ -157,8 +200,13 @@ def _upstream_message(body: str) -> str:
     return str(error)[:300]
 
 
-def _chunk_pieces(job: Job, data: str) -> list[tuple[str, str | None]]:
-    """A chunk's ``(text, finish_reason)`` pieces; records the prompt size from ``usage``."""
+def _chunk_tokens(job: Job, data: bytes, top_n: int) -> tuple[list[BackendToken], str | None]:
+    """A chunk's tokens and finish reason; records the prompt size from ``usage``.
+
+    With logprobs, each entry of ``logprobs.content`` is a token; the chunk's text goes with
+    the last (an engine that holds back a split character sends its tokens together), so the
+    answer is the text the engine sent. Without, the chunk's text is one token.
+    """
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -166,13 +214,38 @@ def _chunk_pieces(job: Job, data: str) -> list[tuple[str, str | None]]:
     if not isinstance(chunk, dict):
         raise BackendError("the upstream model server sent a malformed chunk")
     if "error" in chunk:
-        raise BackendError(f"the upstream model server failed: {_upstream_message(data)}")
+        raise BackendError(f"the upstream model server failed: {_upstream_message(data.decode())}")
     usage = chunk.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         job.prompt_tokens = usage["prompt_tokens"]
-    pieces = []
+    tokens: list[BackendToken] = []
+    finish = None
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         text = delta.get("content") or ""
-        pieces.append((text if isinstance(text, str) else "", choice.get("finish_reason")))
-    return pieces
+        text = text if isinstance(text, str) else ""
+        logprobs = choice.get("logprobs") or {}
+        entries = [e for e in logprobs.get("content") or () if isinstance(e, dict)]
+        if entries:
+            texts = [""] * (len(entries) - 1) + [text]
+            tokens += [_entry_token(e, t, top_n) for e, t in zip(entries, texts, strict=True)]
+        elif text:
+            tokens.append(BackendToken(UPSTREAM_TOKEN_ID, text))
+        finish = choice.get("finish_reason") or finish
+    return tokens, finish
+
+
+def _entry_token(entry: dict[str, Any], text: str, top_n: int) -> BackendToken:
+    """A ``logprobs.content`` entry (or one of its ``top_logprobs``) as a token of ``text``."""
+    token_id, logprob = entry.get("id"), entry.get("logprob")
+    alternatives = entry.get("top_logprobs") or ()
+    return BackendToken(
+        token_id if isinstance(token_id, int) else UPSTREAM_TOKEN_ID,
+        text,
+        float(logprob) if isinstance(logprob, int | float) else None,
+        top_tokens=tuple(
+            _entry_token(top, str(top.get("token", "")), 0)
+            for top in alternatives[:top_n]
+            if isinstance(top, dict)
+        ),
+    )

@@ -13,6 +13,7 @@ from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.openai_upstream import OpenAIUpstreamBackend
 from h2o_chat.server.backends.replicas import ReplicaBackend, ReplicatedBackend
 from h2o_chat.server.backends.synthetic import SyntheticBackend
+from h2o_chat.server.backends.tgi_upstream import TGIUpstreamBackend
 from h2o_chat.server.backends.upstream_http import Connection
 
 SOURCE_HELP = """\
@@ -46,10 +47,12 @@ class UpstreamSource:
 
 @dataclass(frozen=True, slots=True)
 class TGISource:
-    """A text-generation-inference server, streamed through its ``/generate_stream``."""
+    """A text-generation-inference server, streamed through its ``/generate_stream``, its
+    prompts rendered with ``chat_template`` (Jinja, Hugging Face style; None: ChatML)."""
 
     base_url: str
     connection: Connection = field(default_factory=Connection)
+    chat_template: str | None = None
 
 
 Replica = UpstreamSource | TGISource
@@ -139,8 +142,14 @@ def load_backend(
                 timeout=upstream_timeout,
                 parallel=upstream_parallel,
             )
-        case TGISource():
-            raise ValueError(f"{type(source).__name__} is not served yet")  # being built
+        case TGISource(base_url, connection, chat_template):
+            return TGIUpstreamBackend(
+                base_url,
+                connection=connection,
+                chat_template=chat_template,
+                timeout=upstream_timeout,
+                parallel=upstream_parallel,
+            )
         case ReplicatedSource(replicas):
             members = []
             for replica in replicas:

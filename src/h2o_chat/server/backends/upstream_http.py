@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from h2o_chat.server.backends.base import BackendError
+
 REDACTED = "[redacted]"
+MAX_LINE_BYTES = 1 << 20  # as the client's stream parser: an event is far smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +69,27 @@ def redact(text: str, connection: Connection) -> str:
     """``text`` with the connection's key, should an upstream echo it, replaced."""
     key = os.environ.get(connection.api_key_env or "", "")
     return text.replace(key, REDACTED) if key else text
+
+
+async def data_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an event stream, line by line (comments and other fields
+    skipped; a last line the stream did not end is dropped, as a cut one). A line over
+    :data:`MAX_LINE_BYTES` is a :class:`BackendError`, so an engine that never ends a line
+    cannot fill the memory."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+        if len(pending) > MAX_LINE_BYTES:
+            raise BackendError(f"the upstream sent a line over {MAX_LINE_BYTES} bytes")
+
+
+async def answers(client: httpx.AsyncClient, path: str) -> bool:
+    """Whether the upstream answers ``GET path`` with 200 now (a replica's health probe)."""
+    try:
+        response = await client.get(path)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

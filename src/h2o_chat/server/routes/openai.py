@@ -167,7 +167,7 @@ async def _chunks(
                 text = result.answer[sent:]
                 reason = FINISH_REASONS.get(result.finish_reason or "", "stop")
                 yield chunk({"content": text} if text else {}, reason)
-            else:
+            elif not event.token.special:  # an engine's special token is not answer text
                 pending += event.token.text
                 ready = len(pending) - _held_back(pending, plan.stop)
                 if ready > 0:
