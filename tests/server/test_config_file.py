@@ -118,6 +118,22 @@ def test_one_source_with_its_model_name_and_paths_relative_to_the_file(tmp_path:
     ]
 
 
+def test_a_tgi_source_takes_its_chat_template(tmp_path: Path) -> None:
+    template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    text = f"""
+    [models.tgi]
+    sources = ["tgi+http://127.0.0.1:3000", "tgi+http://127.0.0.1:3001"]
+    chat_template = "{template}"
+    """
+    file = parse_config(text, tmp_path / "h2o-chat.toml", {})
+    assert file.models[0].source == ReplicatedSource(
+        (
+            TGISource("http://127.0.0.1:3000", chat_template=template),
+            TGISource("http://127.0.0.1:3001", chat_template=template),
+        )
+    )
+
+
 def test_an_empty_file_is_the_default_server(tmp_path: Path) -> None:
     file = parse_config("", tmp_path / "h2o-chat.toml", {})
     assert (file.options, file.api_key_env, file.models, file.aliases) == ({}, None, (), {})
@@ -238,6 +254,20 @@ BROKEN = [
         "models.a.model",
         "applies only to OpenAI-compatible URLs, not tgi+ ones",
         id="model-tgi",
+    ),
+    pytest.param(
+        "[models.a]\nsource = 'http://h/v1'\nchat_template = '{{ x }}'\n",
+        "models.a.chat_template",
+        "applies only to tgi+ URLs (an OpenAI-compatible engine applies its own)",
+        id="template-openai",
+    ),
+    pytest.param(
+        "[models.a]\nsource = 'tgi+http://h'\nchat_template = '{% for m in messages %}'\n",
+        "models.a.chat_template",
+        "bad chat template (line 1): Unexpected end of template. Jinja was looking for the "
+        "following tags: 'endfor' or 'else'. The innermost block that needs to be closed is "
+        "'for'.",
+        id="template-syntax",
     ),
     pytest.param(
         "[models.a]\nsource = 'synthetic'\n[models.b]\nsource = 'synthetic'\naliases = ['a']\n",

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from h2o_chat.server.backends.chat_template import ChatTemplate
 from h2o_chat.server.backends.llamacpp_settings import EngineSettings
 from h2o_chat.server.backends.sources import (
     GGUFSource,
@@ -73,6 +74,7 @@ MODEL_KEYS: dict[str, type] = {
     "api_key_env": str,
     "headers": dict,
     "ca_bundle": str,
+    "chat_template": str,
     "parallel": int,
     "timeout": float,
     "context_length": int,
@@ -80,7 +82,7 @@ MODEL_KEYS: dict[str, type] = {
 }
 TABLES: dict[str, type] = {"server": dict, "engine": dict, "models": dict}
 
-UPSTREAM_KEYS = ("model", "api_key_env", "headers", "ca_bundle", "timeout")
+UPSTREAM_KEYS = ("model", "api_key_env", "headers", "ca_bundle", "chat_template", "timeout")
 INLINE_KEY = (
     "an API key is never written in the file: put it in an environment variable and name "
     "that variable with api_key_env"
@@ -313,10 +315,18 @@ class _Reader:
                 raise self.fail(key, "applies only to OpenAI-compatible URLs, not tgi+ ones")
             if any(isinstance(r, UpstreamSource) and r.model for r in replicas):
                 raise self.fail(key, "the upstream model is also given as #NAME in a source")
+        template = values.get("chat_template")
+        if template is not None:
+            key = key_path(*parts, "chat_template")
+            if not any(isinstance(r, TGISource) for r in replicas):
+                raise self.fail(
+                    key, "applies only to tgi+ URLs (an OpenAI-compatible engine applies its own)"
+                )
+            self.check(key, partial(ChatTemplate, template))
         done = tuple(
             replace(r, connection=connection, model=model or r.model)
             if isinstance(r, UpstreamSource)
-            else replace(r, connection=connection)
+            else replace(r, connection=connection, chat_template=template)
             for r in replicas
         )
         return ReplicatedSource(done) if isinstance(source, ReplicatedSource) else done[0]
