@@ -493,6 +493,7 @@ class Flaky(TurnClaims):
         self.rows: dict[str, tuple[int, str]] = {}
         self.down = False
         self.alive = False  # what other replicas see: see _seen_alive
+        self.lost_answer = False  # a claim is made, but its answer is lost on the way back
 
     def _seen_alive(self) -> bool:
         return self.alive
@@ -509,6 +510,8 @@ class Flaky(TurnClaims):
         if owner is not None and owner[0] != self.replica:
             raise ConversationBusy(conversation_id)
         self.rows[conversation_id] = (self.replica, claim)
+        if self.lost_answer:
+            raise StoreUnavailable("database unavailable: the connection broke")
         return StoredConversation(conversation_id, "echo", None, ())
 
     async def _renew(self, claims: list[str]) -> None:
@@ -580,3 +583,17 @@ async def test_a_release_is_not_deferred_while_other_replicas_see_this_one_alive
     await claims.end_turn("x", defer=True)
     assert claims.rows == {}
     assert not claims._unreleased
+
+
+async def test_a_claim_whose_answer_was_lost_is_released_while_seen_alive() -> None:
+    # A connection the outage broke, with the database back: the claim may have been made.
+    claims = Flaky()
+    claims.alive = claims.lost_answer = True
+    with pytest.raises(StoreUnavailable):
+        await claims.begin_turn("s", "x")
+    assert claims.rows == {}
+    claims.alive = False  # not seen alive: left for the background
+    with pytest.raises(StoreUnavailable):
+        await claims.begin_turn("s", "x")
+    assert "x" in claims.rows
+    assert claims._unreleased

@@ -23,6 +23,7 @@ from typing import Any, TypeGuard, get_args
 import httpx
 import msgspec
 
+from h2o_chat.protocol.types import Token  # TGI's token, as the 2023 protocol has it
 from h2o_chat.server.backends.base import (
     BackendError,
     BackendToken,
@@ -55,13 +56,6 @@ STATUS_ERROR_TYPES: dict[int, ErrorType] = {
 MAX_MESSAGE = 300  # characters of an upstream's error message passed on
 
 
-class _Token(msgspec.Struct, frozen=True, gc=False):
-    id: int
-    text: str
-    logprob: float | None = None
-    special: bool = False
-
-
 class _Details(msgspec.Struct, frozen=True, gc=False):
     finish_reason: str
     generated_tokens: int
@@ -72,8 +66,8 @@ class _Event(msgspec.Struct, frozen=True, gc=False):
     """A ``/generate_stream`` event (a token, the last one with ``generated_text``), or an
     error, as an event or as the body of an error answer."""
 
-    token: _Token | None = None
-    top_tokens: list[_Token] | None = None  # v3, when asked
+    token: Token | None = None
+    top_tokens: list[Token] | None = None  # v3, when asked
     generated_text: str | None = None
     details: _Details | None = None
     error: str | None = None
@@ -219,7 +213,7 @@ def _warper(value: float | None) -> float | None:
     return None if value is None or value >= 1.0 else value
 
 
-def _backend_token(token: _Token, top_tokens: list[_Token] | None, eos: bool) -> BackendToken:
+def _backend_token(token: Token, top_tokens: list[Token] | None, eos: bool) -> BackendToken:
     return BackendToken(
         token.id,
         token.text,

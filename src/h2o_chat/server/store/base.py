@@ -366,7 +366,7 @@ class TurnClaims:
             raise
         except BaseException:  # it may have been claimed all the same
             del self._running[conversation_id]
-            self._left_behind(claim)
+            await self._let_go(claim)
             raise
         if conversation is None:
             del self._running[conversation_id]
@@ -382,23 +382,35 @@ class TurnClaims:
         return False
 
     async def end_turn(self, conversation_id: str, *, defer: bool = False) -> None:
-        """Release this replica's claim on the conversation (nothing if it has none).
-
-        ``defer`` (the database just failed to answer): in the background, unless other
-        replicas see this one alive: then the client's next turn, sent to any of them, would
-        find the claim, so it is released now.
-        """
+        """Release this replica's claim on the conversation (nothing if it has none);
+        ``defer``: the database just failed to answer (see :meth:`_let_go`)."""
         claim = self._running.pop(conversation_id, None)
         if claim is None:
             return
-        if defer and not self._seen_alive():
-            self._left_behind(claim)
+        if defer:
+            await self._let_go(claim)
             return
         try:
             await self._release([claim])
         except BaseException:
             self._left_behind(claim)
             raise
+
+    async def _let_go(self, claim: str) -> None:
+        """Release, after a failure, a claim the database may hold: at once if other replicas
+        see this one alive (the client's next turn, sent to one of them, would find it and be
+        refused), else in the background (and before this replica shows itself alive again:
+        see :meth:`_drop_stale_claims`). Never raises for the database."""
+        if self._seen_alive():
+            try:
+                await self._release([claim])
+                return
+            except Exception as exc:
+                logger.debug("claim %s is released once the database answers: %s", claim, exc)
+            except BaseException:
+                self._left_behind(claim)
+                raise
+        self._left_behind(claim)
 
     def _left_behind(self, claim: str) -> None:
         self._unreleased.add(claim)
