@@ -4,6 +4,7 @@ and an upstream that refuses ``logprobs``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,3 +141,21 @@ def test_an_engine_that_refuses_logprobs_is_asked_without_them(strict: RunningSe
         json={"inputs": "hi", "parameters": {"top_n_tokens": 1}},
     )
     assert refused.status_code == 422 and "from 0 to 0" in refused.json()["error"]
+
+
+def test_the_openai_route_does_not_ask_the_engine_for_logprobs(tmp_path: Path) -> None:
+    # /v1 shows text only, so the engine is spared each token's logprob: the refusing engine
+    # is never asked for them until a route that shows tokens is used.
+    for folder in ("upstream", "server"):
+        (tmp_path / folder).mkdir()
+    with (
+        faulty_upstream(tmp_path / "upstream") as url,
+        h2o_server(tmp_path / "server", "--model", f"strict={url}#no-logprobs") as server,
+    ):
+        body = {"model": "strict", "messages": [{"role": "user", "content": "hi"}]}
+        answer = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+        assert answer.json()["choices"][0]["message"]["content"] == "a b c"
+        assert "refuses logprobs" not in server.log()
+        with h2o_chat.Client(server.url, max_retries=0) as h2o:
+            assert h2o.conversation("strict").send("hi").text == "a b c"
+        assert server.log().count("refuses logprobs") == 1

@@ -45,12 +45,15 @@ class PlanDefaults:
     """What a request that sets nothing gets (sampling is off unless asked, in both)."""
 
     max_new_tokens: int
+    token_details: bool = True  # the route shows each token's id and logprob
 
 
 # The H2o routes (and /v1) keep the 2023 provider's default; TGI's own routes answer as TGI
 # v0.9 did (router/src/lib.rs, default_max_new_tokens).
 H2O_DEFAULTS = PlanDefaults(max_new_tokens=DEFAULT_PARAMETERS["max_new_tokens"])
 TGI_DEFAULTS = PlanDefaults(max_new_tokens=20)
+# The OpenAI route shows text only: an upstream need not compute each token's logprob.
+OPENAI_DEFAULTS = PlanDefaults(DEFAULT_PARAMETERS["max_new_tokens"], token_details=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ def plan_generation(
         truncate=truncate,
         seed=seed,
         top_n_tokens=parameters.get("top_n_tokens", 0),
+        token_details=defaults.token_details,
     )
     return GenerationPlan(
         request, tuple(parameters.get("stop", ())), bool(parameters.get("details")), prefix

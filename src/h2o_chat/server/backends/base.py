@@ -40,6 +40,7 @@ class GenerationRequest:
     truncate: int | None = None
     seed: int | None = None
     top_n_tokens: int = 0  # alternatives wanted with each token (TGI's top_n_tokens)
+    token_details: bool = True  # each token's id and logprob are shown (not on /v1)
 
 
 @dataclass(slots=True, eq=False)

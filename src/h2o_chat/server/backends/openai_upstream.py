@@ -3,7 +3,8 @@
 Streams ``POST {base_url}/chat/completions``; closing the stream closes the upstream request,
 so a cancelled answer stops the upstream too. Upstream failures become TGI error events.
 
-Each request asks for ``logprobs`` (and ``top_logprobs``: at least 1, as llama.cpp gives none
+Each request whose answer shows tokens (every route's but ``/v1``'s, which shows text) asks
+for ``logprobs`` (and ``top_logprobs``: at least 1, as llama.cpp gives none
 for 0 and 20 when it is absent), so each token carries its logprob, its alternatives and, where
 the engine sends one (llama.cpp does; OpenAI and vLLM do not), its id; a token without an id
 gets :data:`UPSTREAM_TOKEN_ID`, as does the end token, which no engine lists. An engine that
@@ -117,6 +118,9 @@ class OpenAIUpstreamBackend:
     async def _send(self, job: Job) -> httpx.Response:
         """The streaming answer (status 200; the caller closes it), with logprobs unless the
         engine refuses them (see the module docstring); an error for any other answer."""
+        request = job.request
+        if not (request.token_details or request.top_n_tokens):
+            return await self._checked(await self._post(job, False))
         asked = self.takes_logprobs is not False
         response = await self._post(job, asked)
         unknown = self.takes_logprobs is None
@@ -132,6 +136,9 @@ class OpenAIUpstreamBackend:
                     _upstream_message(refusal),
                 )
                 self.takes_logprobs, self.max_top_n_tokens = False, 0
+        return await self._checked(response)
+
+    async def _checked(self, response: httpx.Response) -> httpx.Response:
         if response.status_code != 200:
             raise _status_error(response.status_code, await self._error_body(response))
         return response

@@ -70,7 +70,7 @@ def _plan(body: Mapping[str, Any], served: ServedModel) -> generation.Generation
         raise ApiError(400, "only n = 1 is supported", code="invalid_value")
     checked = validate_messages(body.get("messages", ()))
     messages = [ChatMessage(m["role"], m["content"]) for m in checked]
-    return served.plan(messages, _parameters(body))
+    return served.plan(messages, _parameters(body), defaults=generation.OPENAI_DEFAULTS)
 
 
 def _usage(job: Job, result: generation.GenerationResult) -> dict[str, int]:
